@@ -1,0 +1,3 @@
+from regtool.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per command: parse, one ops call, render."""

@@ -1,0 +1,82 @@
+"""`regtool layers REF`: an image's layers, base first, and who else uses each one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from regtool.cli import output as out
+from regtool.cli.errors import friendly_errors
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
+from regtool.cli.output import Format
+from regtool.ops.inventory import short_name
+from regtool.ops.layers import LayersReport, image_layers
+
+SHOWN_SHARERS = 4
+
+
+@friendly_errors
+def layers(
+    ref: Annotated[str, typer.Argument(help="REPO[:TAG] or REPO@sha256:DIGEST (tag: latest).")],
+    platform: Annotated[
+        str | None,
+        typer.Option("--platform", help="os/arch of an index to show (default linux/amd64)."),
+    ] = None,
+    root: RootOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Show an image's layers, base first, and the other tags that share each layer.
+
+    Example:
+
+        regtool layers centos:httpd --root /var/lib/registry
+    """
+    report = image_layers(reader_for(root, config), ref, platform)
+    for warning in report.warnings:
+        out.warn(warning)
+    out.emit(_contract(report), fmt, lambda: _table(report))
+
+
+def _contract(report: LayersReport) -> dict[str, object]:
+    """The documented JSON shape (see README: JSON contract)."""
+    return {
+        "reference": report.reference,
+        "repository": report.repository,
+        "tag": report.tag,
+        "digest": report.digest,
+        "manifest": report.manifest,
+        "media_type": report.media_type,
+        "platform": report.platform,
+        "platforms": list(report.platforms),
+        "config": report.config,
+        "size": report.size,
+        "layers": out.plain(report.layers),
+        "warnings": list(report.warnings),
+    }
+
+
+def _table(report: LayersReport) -> str:
+    title = f"{short_name(report.repository)}:{report.tag}" if report.tag else report.reference
+    head = f"{title}  {report.digest}"
+    if report.platform:
+        head += f"  {report.platform} ({report.manifest})"
+    body = []
+    for number, layer in enumerate(report.layers, 1):
+        sharers = [short_name(label) for label in layer.shared_with]
+        shown = ", ".join(sharers[:SHOWN_SHARERS])
+        if len(sharers) > SHOWN_SHARERS:
+            shown += f" +{len(sharers) - SHOWN_SHARERS} more"
+        body.append(
+            [
+                number,
+                out.short_id(layer.digest),
+                out.human_size(layer.size),
+                out.clip(layer.created_by, 48),
+                shown or "-",
+            ]
+        )
+    table = out.grid(body, ["#", "LAYER", "SIZE", "CREATED BY", "SHARED WITH"])
+    total = f"{len(report.layers)} layers, {out.human_size(report.size)}"
+    return f"{head}\n{table}\n{total}"

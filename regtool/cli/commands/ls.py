@@ -1,0 +1,86 @@
+"""`regtool ls`: tags (or repositories) with exact sizes, shared versus exclusive."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from regtool.cli import output as out
+from regtool.cli.errors import friendly_errors
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
+from regtool.cli.output import Format
+from regtool.ops.inventory import short_name
+from regtool.ops.ls import RepositoryRow, TagRow, list_repositories, list_tags
+
+
+@friendly_errors
+def ls(
+    pattern: Annotated[
+        str | None, typer.Argument(help="Glob over repository names, e.g. 'centos*'.")
+    ] = None,
+    repos: Annotated[bool, typer.Option("--repos", help="One row per repository.")] = False,
+    root: RootOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List every tag with its size and the part of it no other tag needs.
+
+    SIZE counts the distinct blobs a tag needs (config and layers, every platform of an
+    index); EXCLUSIVE is what removing only that tag would free once gc runs.
+
+    Example:
+
+        regtool ls --root /var/lib/registry 'centos*'
+    """
+    reader = reader_for(root, config)
+    if repos:
+        repo_rows = list_repositories(reader, pattern)
+        _warn(repo_rows)
+        out.emit(repo_rows, fmt, lambda: _repo_table(repo_rows))
+    else:
+        rows = list_tags(reader, pattern)
+        _warn(rows)
+        out.emit(rows, fmt, lambda: _tag_table(rows))
+
+
+def _warn(rows: tuple[TagRow, ...] | tuple[RepositoryRow, ...]) -> None:
+    for row in rows:
+        for warning in row.warnings:
+            out.warn(warning)
+
+
+def _mark(row: TagRow | RepositoryRow) -> str:
+    return "! " if row.warnings else ""
+
+
+def _tag_table(rows: tuple[TagRow, ...]) -> str:
+    body = [
+        [
+            _mark(row) + short_name(row.repository),
+            row.tag,
+            out.short_id(row.digest),
+            ",".join(row.platforms) or "-",
+            out.human_size(row.size),
+            out.human_size(row.exclusive),
+            out.short_time(row.created),
+            row.layers,
+        ]
+        for row in rows
+    ]
+    headers = ["REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE", "EXCLUSIVE", "CREATED", "LAYERS"]
+    return out.grid(body, headers)
+
+
+def _repo_table(rows: tuple[RepositoryRow, ...]) -> str:
+    body = [
+        [
+            _mark(row) + short_name(row.repository),
+            row.tags,
+            out.human_size(row.size),
+            out.human_size(row.exclusive),
+            out.human_size(row.shared),
+        ]
+        for row in rows
+    ]
+    return out.grid(body, ["REPOSITORY", "TAGS", "SIZE", "EXCLUSIVE", "SHARED"])

@@ -1,0 +1,39 @@
+"""Options shared by every command, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regtool.cli.output import Format
+from regtool.layout.detect import choose_root, open_reader
+from regtool.layout.reader import RegistryReader
+
+RootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        envvar="REGTOOL_ROOT",
+        help="Storage root: distribution's rootdirectory, its docker/registry/v2 folder, "
+        "or a v1 storage_path. Default ./registry.",
+        show_default=False,
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A distribution config.yml; its storage.filesystem.rootdirectory is the root.",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[
+    Format,
+    typer.Option("--format", "-f", help="Output format.", case_sensitive=False),
+]
+
+
+def reader_for(root: Path | None, config: Path | None) -> RegistryReader:
+    return open_reader(choose_root(root, config))

@@ -1,0 +1,98 @@
+"""The one place that writes results: table (tabulate), json or yaml on stdout; notes on stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Any
+
+import yaml
+from tabulate import tabulate
+
+from regtool.model.digest import short
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def plain(obj: Any) -> Any:
+    """Dataclasses to dicts, tuples to lists: data json/yaml can write (fast, no deepcopy)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS.get(type(obj))
+        if names is None:
+            names = tuple(f.name for f in dataclasses.fields(obj))
+            _FIELDS[type(obj)] = names
+        return {name: plain(getattr(obj, name)) for name in names}
+    if isinstance(obj, list | tuple):
+        return [plain(item) for item in obj]
+    if isinstance(obj, dict):
+        return {key: plain(value) for key, value in obj.items()}
+    return obj
+
+
+def emit(data: Any, fmt: Format, table: Callable[[], str]) -> None:
+    """Write `data` in the chosen format; `table` renders the human view."""
+    if fmt is Format.json:
+        doc = plain(data)
+        # The C encoder is only used without indent: pretty on a terminal, compact in pipes.
+        indent = 2 if sys.stdout.isatty() else None
+        sys.stdout.write(json.dumps(doc, indent=indent) + "\n")
+    elif fmt is Format.yaml:
+        sys.stdout.write(yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True))
+    else:
+        text = table()
+        if text:
+            sys.stdout.write(text + "\n")
+
+
+def grid(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
+
+
+def note(message: str) -> None:
+    sys.stderr.write(message + "\n")
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in _UNITS:
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def short_id(ident: str | None) -> str:
+    return short(ident) if ident else "-"
+
+
+def short_time(stamp: str | None) -> str:
+    """`2015-10-20T12:01:02.123Z` as `2015-10-20 12:01`."""
+    if not stamp:
+        return "-"
+    return stamp[:16].replace("T", " ")
+
+
+def clip(text: str | None, width: int) -> str:
+    if not text:
+        return "-"
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,1 @@
+"""On-disk layouts. Only `v1/paths.py` and `v2/paths.py` know where things live."""

@@ -1,0 +1,1 @@
+"""Legacy Python docker-registry 0.x storage layout (images/ + repositories/)."""

@@ -1,0 +1,1 @@
+"""CNCF distribution (registry:2) storage layout."""

@@ -1,0 +1,1 @@
+"""Use cases over a RegistryReader; they return frozen results and never print."""

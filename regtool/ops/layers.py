@@ -1,0 +1,101 @@
+"""`regtool layers REF`: an image's layers, base first, and which other tags share each one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from regtool.errors import UnknownReferenceError, UsageError
+from regtool.layout.reader import Image, RegistryReader
+from regtool.ops.inventory import take_inventory
+from regtool.ops.resolve import resolve_reference
+
+DEFAULT_PLATFORM = "linux/amd64"
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRow:
+    digest: str
+    size: int
+    media_type: str | None
+    diff_id: str | None
+    created_by: str | None
+    shared_with: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LayersReport:
+    reference: str
+    repository: str
+    tag: str | None
+    digest: str
+    manifest: str
+    media_type: str
+    platform: str | None
+    platforms: tuple[str, ...]
+    config: str | None
+    layers: tuple[LayerRow, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+
+def image_layers(reader: RegistryReader, ref: str, platform: str | None = None) -> LayersReport:
+    target = resolve_reference(reader, ref)
+    inventory = take_inventory(reader)
+    resolved = reader.resolve(target.repository, target.digest)
+    if not resolved.images:
+        detail = "; ".join(str(i) for i in resolved.issues) or "nothing readable"
+        raise UnknownReferenceError(f"{target.label} cannot be read: {detail}")
+    image = _pick(resolved.images, resolved.is_index, platform)
+    users = inventory.users
+    rows = []
+    for layer in image.layers:
+        others = sorted(
+            {
+                inventory.tags[i].label
+                for i in users.get(layer.id, ())
+                if inventory.tags[i].label != target.label
+            }
+        )
+        rows.append(
+            LayerRow(
+                layer.id,
+                layer.size,
+                layer.media_type,
+                layer.diff_id,
+                layer.created_by,
+                tuple(others),
+            )
+        )
+    return LayersReport(
+        reference=target.label,
+        repository=target.repository,
+        tag=target.tag,
+        digest=target.digest,
+        manifest=image.digest,
+        media_type=image.media_type,
+        platform=image.platform if resolved.is_index else None,
+        platforms=resolved.platforms,
+        config=image.config.id if image.config else None,
+        layers=tuple(rows),
+        warnings=tuple(str(issue) for issue in resolved.issues),
+    )
+
+
+def _pick(images: tuple[Image, ...], is_index: bool, platform: str | None) -> Image:
+    if not is_index:
+        if platform and images[0].platform and images[0].platform != platform:
+            raise UsageError(f"image is {images[0].platform}, not {platform}")
+        return images[0]
+    if platform:
+        for image in images:
+            if image.platform == platform:
+                return image
+        available = ", ".join(i.platform or "unknown" for i in images)
+        raise UsageError(f"no platform {platform} in this index", hint=f"available: {available}")
+    for image in images:
+        if image.platform == DEFAULT_PLATFORM:
+            return image
+    return images[0]

@@ -1,0 +1,102 @@
+"""`regtool ls`: every tag (or repository) with exact, dedup-aware sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from regtool.layout.reader import RegistryReader
+from regtool.ops.inventory import Inventory, TaggedImage, matches, take_inventory
+
+
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    repository: str
+    tag: str
+    digest: str | None
+    media_type: str | None
+    platforms: tuple[str, ...]
+    size: int
+    exclusive: int
+    created: str | None
+    layers: int
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryRow:
+    repository: str
+    tags: int
+    size: int
+    exclusive: int
+    shared: int
+    warnings: tuple[str, ...]
+
+
+def list_tags(reader: RegistryReader, pattern: str | None = None) -> tuple[TagRow, ...]:
+    """One row per tag of the repositories matching `pattern`, sorted by repository and tag.
+
+    size: bytes of the distinct blobs the tag needs (configs and layers, every platform).
+    exclusive: the part of size no other tag needs.
+    """
+    inventory = take_inventory(reader)
+    return tag_rows(inventory, pattern)
+
+
+def tag_rows(inventory: Inventory, pattern: str | None = None) -> tuple[TagRow, ...]:
+    rows = []
+    users = inventory.users
+    for tagged in inventory.tags:
+        if not matches(tagged.repository, pattern):
+            continue
+        blobs = tagged.blobs()
+        resolved = tagged.resolved
+        layer_ids = (
+            {layer.id for image in resolved.images for layer in image.layers} if resolved else ()
+        )
+        rows.append(
+            TagRow(
+                repository=tagged.repository,
+                tag=tagged.tag,
+                digest=tagged.digest,
+                media_type=resolved.media_type if resolved else None,
+                platforms=resolved.platforms if resolved else (),
+                size=sum(blobs.values()),
+                exclusive=sum(size for blob, size in blobs.items() if len(users[blob]) == 1),
+                created=resolved.created if resolved else None,
+                layers=len(layer_ids),
+                warnings=tuple(str(issue) for issue in tagged.issues),
+            )
+        )
+    rows.sort(key=lambda row: (row.repository, row.tag))
+    return tuple(rows)
+
+
+def list_repositories(
+    reader: RegistryReader, pattern: str | None = None
+) -> tuple[RepositoryRow, ...]:
+    """One row per repository (empty ones too): size of all its tags' distinct blobs,
+    exclusive = needed by no other repository, shared = the rest."""
+    inventory = take_inventory(reader)
+    owners: dict[str, set[str]] = {}
+    needs: dict[str, dict[str, int]] = {}
+    by_repo: dict[str, list[TaggedImage]] = {}
+    for tagged in inventory.tags:
+        by_repo.setdefault(tagged.repository, []).append(tagged)
+        blobs = tagged.blobs()
+        needs.setdefault(tagged.repository, {}).update(blobs)
+        for blob in blobs:
+            owners.setdefault(blob, set()).add(tagged.repository)
+    rows = []
+    for repo in inventory.repositories:
+        if not matches(repo.name, pattern):
+            continue
+        tags = by_repo.get(repo.name, [])
+        blobs = needs.get(repo.name, {})
+        size = sum(blobs.values())
+        exclusive = sum(s for blob, s in blobs.items() if len(owners[blob]) == 1)
+        warnings = [str(issue) for issue in repo.issues]
+        warnings.extend(str(issue) for tagged in tags for issue in tagged.issues)
+        rows.append(
+            RepositoryRow(repo.name, len(tags), size, exclusive, size - exclusive, tuple(warnings))
+        )
+    return tuple(rows)

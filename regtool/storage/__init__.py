@@ -1,0 +1,1 @@
+"""Bytes at slash-separated keys. Knows nothing about images, manifests or layouts."""

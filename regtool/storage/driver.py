@@ -1,0 +1,80 @@
+"""The storage driver interface, shaped so an object store can implement it.
+
+Keys are relative, slash-separated paths (`docker/registry/v2/blobs/...`). Drivers offer
+whole-object put/get, streamed reads and writes, stat, list-by-prefix, delete and move;
+layout code never assumes real directories or an atomic rename of folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+
+class StorageError(Exception):
+    """Base of driver errors; carries the key it concerns."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+class PathNotFound(StorageError):
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "not found")
+
+
+class InvalidPath(StorageError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One child of a listed prefix."""
+
+    name: str
+    is_dir: bool
+
+
+class StorageDriver(Protocol):
+    """What layouts need from a place that stores bytes."""
+
+    def get(self, path: str) -> bytes: ...
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write the whole object atomically (readers see the old or the new bytes)."""
+        ...
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        """Write an object from chunks atomically; returns the bytes written."""
+        ...
+
+    def open(self, path: str, offset: int = 0) -> BinaryIO: ...
+
+    def stat(self, path: str) -> FileInfo: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def list(self, prefix: str) -> list[Entry]:
+        """Immediate children of a prefix, sorted by name; [] when there are none."""
+        ...
+
+    def walk(self, prefix: str) -> Iterator[FileInfo]:
+        """Every object below a prefix (files only), in sorted depth-first order."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Remove an object or everything below a prefix; a missing path is not an error."""
+        ...
+
+    def move(self, src: str, dst: str) -> None: ...

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need, then lint + pytest.
+# Needs Debian/Ubuntu with root for the reference registry and clients (apt), or those
+# tools already on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(docker-registry skopeo)
+missing=()
+for tool in docker-registry skopeo; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
+    else
+        echo "missing: ${missing[*]}; install them: sudo apt-get install ${APT_PACKAGES[*]}" >&2
+        exit 3
+    fi
+fi
+
+python3 -m pip install -q -e '.[test]'
+ruff check regtool tests scripts
+python3 -m pytest -q "$@"
