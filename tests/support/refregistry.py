@@ -1,0 +1,89 @@
+"""Run the reference registry (Debian ``docker-registry`` 2.8.2) from tests.
+
+The process handling lives in ``scripts/_fixturelib.py`` (the fixture builder
+needs it too); it is loaded here by file path so that ``scripts/`` need not be
+a package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import Message
+from pathlib import Path
+from types import ModuleType
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_LIB_PATH = REPO_ROOT / "scripts" / "_fixturelib.py"
+_ELIGIBLE = re.compile(r"^blob eligible for deletion: (sha256:[0-9a-f]{64})\s*$", re.MULTILINE)
+
+
+def _load_fixturelib() -> ModuleType:
+    name = "_regtool_fixturelib"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _LIB_PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fixturelib = _load_fixturelib()
+RunningRegistry = fixturelib.RunningRegistry
+ALL_MANIFEST_TYPES: tuple[str, ...] = fixturelib.ALL_MANIFEST_TYPES
+http_request = fixturelib.http_request
+
+
+@contextmanager
+def reference_registry(
+    root: Path, *, readonly: bool = False, delete: bool = True
+) -> Iterator[RunningRegistry]:
+    """Serve ``root`` (the rootdirectory) on 127.0.0.1; yields ``.url``, ``.host``, ``.config``.
+
+    Raises RuntimeError with the registry log if ``/v2/`` does not answer 200
+    within about 15 s.  The process is terminated on exit.
+    """
+    with tempfile.TemporaryDirectory(prefix="refregistry-") as work:
+        with fixturelib.run_registry(
+            Path(root), Path(work), readonly=readonly, delete=delete, timeout=15.0
+        ) as registry:
+            yield registry
+
+
+def run_reference_gc(
+    config: Path, *, dry_run: bool = True, delete_untagged: bool = False
+) -> tuple[set[str], str]:
+    """Run ``docker-registry garbage-collect``; return (blobs eligible for deletion, output).
+
+    The output is stdout followed by stderr.  A non-zero exit raises RuntimeError.
+    """
+    cmd = [fixturelib.REGISTRY_BIN, "garbage-collect"]
+    if dry_run:
+        cmd.append("--dry-run")
+    if delete_untagged:
+        cmd.append("-m")
+    cmd.append(str(config))
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{output}")
+    return set(_ELIGIBLE.findall(done.stdout)), output
+
+
+def http_json(url: str, *, accept: str | None = None) -> tuple[int, dict, Message]:
+    """GET ``url``; return (status, parsed JSON body or {}, headers)."""
+    headers = {"Accept": accept} if accept else {}
+    status, body, response_headers = http_request("GET", url, headers=headers)
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        parsed = {}
+    return status, parsed if isinstance(parsed, dict) else {"value": parsed}, response_headers
