@@ -124,8 +124,11 @@ class RegistryReader(Protocol):
         """The tags of one repository, sorted by name."""
         ...
 
-    def resolve(self, repository: str, digest: str) -> Resolved:
-        """Read what `digest` (a v1 image id on v1) is; problems become issues, not errors."""
+    def resolve(self, repository: str, digest: str, *, detail: bool = True) -> Resolved:
+        """Read what `digest` (a v1 image id on v1) is; problems become issues, not errors.
+
+        With detail=False, layers carry only id, size and media type (enough for sizes).
+        """
         ...
 
     def has_manifest(self, repository: str, digest: str) -> bool:

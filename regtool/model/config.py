@@ -25,7 +25,11 @@ class ImageConfig:
     architecture: str | None
     variant: str | None
     diff_ids: tuple[str, ...]
-    history: tuple[HistoryEntry, ...]
+    raw_history: tuple[dict[str, Any], ...]
+
+    @property
+    def history(self) -> tuple[HistoryEntry, ...]:
+        return tuple(_history(h) for h in self.raw_history)
 
     @property
     def platform(self) -> str | None:
@@ -53,7 +57,7 @@ def parse_config(raw: bytes) -> ImageConfig:
         architecture=_str(doc.get("architecture")),
         variant=_str(doc.get("variant")),
         diff_ids=tuple(str(d) for d in diff_ids) if isinstance(diff_ids, list) else (),
-        history=tuple(_history(h) for h in history if isinstance(h, dict))
+        raw_history=tuple(h for h in history if isinstance(h, dict))
         if isinstance(history, list)
         else (),
     )

@@ -29,13 +29,11 @@ class TaggedImage:
     digest: str | None
     resolved: Resolved | None
     issues: tuple[Issue, ...]
+    blobs: dict[str, int]  # distinct blobs the tag needs -> size (shared between equal digests)
 
     @property
     def label(self) -> str:
         return f"{self.repository}:{self.tag}"
-
-    def blobs(self) -> dict[str, int]:
-        return self.resolved.blobs() if self.resolved is not None else {}
 
 
 @dataclass(frozen=True)
@@ -55,19 +53,25 @@ def take_inventory(reader: RegistryReader) -> Inventory:
     repositories = tuple(reader.repositories())
     tagged: list[TaggedImage] = []
     users: dict[str, list[int]] = {}
-    resolved_by_digest: dict[str, Resolved] = {}
+    seen: dict[str, tuple[Resolved, dict[str, int]]] = {}
     for repo in repositories:
         for link in reader.tags(repo.name):
             if link.digest is None:
                 issues = (link.issue,) if link.issue else ()
-                tagged.append(TaggedImage(repo.name, link.tag, None, None, issues))
+                tagged.append(TaggedImage(repo.name, link.tag, None, None, issues, {}))
                 continue
-            resolved = resolved_by_digest.get(link.digest)
-            if resolved is None:
-                resolved = reader.resolve(repo.name, link.digest)
-                resolved_by_digest[link.digest] = resolved
+            known = seen.get(link.digest)
+            if known is None:
+                resolved = reader.resolve(repo.name, link.digest, detail=False)
+                known = seen[link.digest] = (resolved, resolved.blobs())
+            resolved, blobs = known
             index = len(tagged)
-            tagged.append(TaggedImage(repo.name, link.tag, link.digest, resolved, resolved.issues))
-            for blob in resolved.blobs():
-                users.setdefault(blob, []).append(index)
+            tagged.append(
+                TaggedImage(repo.name, link.tag, link.digest, resolved, resolved.issues, blobs)
+            )
+            for blob in blobs:
+                if blob in users:
+                    users[blob].append(index)
+                else:
+                    users[blob] = [index]
     return Inventory(reader.layout, repositories, tuple(tagged), users)

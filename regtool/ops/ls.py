@@ -48,7 +48,7 @@ def tag_rows(inventory: Inventory, pattern: str | None = None) -> tuple[TagRow, 
     for tagged in inventory.tags:
         if not matches(tagged.repository, pattern):
             continue
-        blobs = tagged.blobs()
+        blobs = tagged.blobs
         resolved = tagged.resolved
         layer_ids = (
             {layer.id for image in resolved.images for layer in image.layers} if resolved else ()
@@ -82,7 +82,7 @@ def list_repositories(
     by_repo: dict[str, list[TaggedImage]] = {}
     for tagged in inventory.tags:
         by_repo.setdefault(tagged.repository, []).append(tagged)
-        blobs = tagged.blobs()
+        blobs = tagged.blobs
         needs.setdefault(tagged.repository, {}).update(blobs)
         for blob in blobs:
             owners.setdefault(blob, set()).add(tagged.repository)

@@ -29,11 +29,12 @@ class FilesystemDriver:
         """The filesystem path of a key; refuses keys that could leave the root."""
         if not path:
             return str(self.root)
-        if path.startswith("/") or "\\" in path or "\0" in path:
-            raise InvalidPath(path, "keys are relative and slash-separated")
-        for part in path.split("/"):
-            if part in ("", ".", ".."):
-                raise InvalidPath(path, "empty, '.' or '..' component")
+        if path[0] == "/" or path[-1] == "/" or "//" in path or "\\" in path or "\0" in path:
+            raise InvalidPath(path, "keys are relative and slash-separated, without empty parts")
+        if "." in path and ("/." in path or path[0] == "."):
+            for part in path.split("/"):
+                if part in (".", ".."):
+                    raise InvalidPath(path, "'.' or '..' component")
         return self._prefix + path
 
     # -- reads -------------------------------------------------------------------------

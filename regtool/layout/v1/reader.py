@@ -145,7 +145,7 @@ class V1Reader:
             current = self.image(current.json.parent)
         return tuple(chain)
 
-    def resolve(self, repository: str, digest: str) -> Resolved:
+    def resolve(self, repository: str, digest: str, *, detail: bool = True) -> Resolved:
         chain, chain_issues = self.chain(digest)
         issues = list(chain_issues)
         layers = []

@@ -38,7 +38,7 @@ class V2Reader:
         self.root = root
         self._manifests: dict[str, Manifest | Issue] = {}
         self._configs: dict[str, ImageConfig | Issue] = {}
-        self._children: dict[str, Image | Issue] = {}
+        self._children: dict[tuple[str, bool], Image | Issue] = {}
 
     # -- links ---------------------------------------------------------------------------
     def read_link(self, path: str) -> str:
@@ -148,7 +148,7 @@ class V2Reader:
             self._configs[digest] = cached
         return cached
 
-    def resolve(self, repository: str, digest: str) -> Resolved:
+    def resolve(self, repository: str, digest: str, *, detail: bool = True) -> Resolved:
         manifest = self.manifest(digest)
         if isinstance(manifest, Issue):
             return Resolved(digest, "", False, (), (manifest,))
@@ -156,7 +156,7 @@ class V2Reader:
         if isinstance(manifest, ImageIndex):
             images = []
             for child in manifest.manifests:
-                image = self._child(child.digest, child.platform and str(child.platform))
+                image = self._child(child.digest, child.platform and str(child.platform), detail)
                 if isinstance(image, Issue):
                     issues.append(image)
                 else:
@@ -165,12 +165,12 @@ class V2Reader:
             return Resolved(
                 digest, manifest.media_type, True, tuple(images), tuple(issues), subject
             )
-        image = self._image(digest, manifest, None, issues)
+        image = self._image(digest, manifest, None, issues, detail)
         subject = getattr(manifest.subject, "digest", None)
         return Resolved(digest, manifest.media_type, False, (image,), tuple(issues), subject)
 
-    def _child(self, digest: str, platform: str | None) -> Image | Issue:
-        cached = self._children.get(digest)
+    def _child(self, digest: str, platform: str | None, detail: bool) -> Image | Issue:
+        cached = self._children.get((digest, detail))
         if cached is None:
             manifest = self.manifest(digest)
             if isinstance(manifest, Issue):
@@ -179,10 +179,10 @@ class V2Reader:
                 cached = Issue(paths.blob_data(digest), "nested index is not followed")
             else:
                 child_issues: list[Issue] = []
-                cached = self._image(digest, manifest, platform, child_issues)
+                cached = self._image(digest, manifest, platform, child_issues, detail)
                 if child_issues:
                     cached = child_issues[0]
-            self._children[digest] = cached
+            self._children[(digest, detail)] = cached
         return cached
 
     def _image(
@@ -191,6 +191,7 @@ class V2Reader:
         manifest: ImageManifest | Schema1Manifest,
         platform: str | None,
         issues: list[Issue],
+        detail: bool = True,
     ) -> Image:
         if isinstance(manifest, Schema1Manifest):
             return self._schema1_image(digest, manifest, issues)
@@ -202,20 +203,10 @@ class V2Reader:
                 issues.append(loaded)
             else:
                 config = loaded
-        history = config.layer_history() if config else ()
-        layers = []
-        for i, desc in enumerate(manifest.layers):
-            entry = history[i] if i < len(history) else None
-            layers.append(
-                Layer(
-                    id=desc.digest,
-                    size=desc.size,
-                    media_type=desc.media_type,
-                    diff_id=config.diff_ids[i] if config and i < len(config.diff_ids) else None,
-                    created_by=entry.created_by if entry else None,
-                    created=entry.created if entry else None,
-                )
-            )
+        if detail:
+            layers = self._detailed_layers(manifest, config)
+        else:
+            layers = [Layer(d.digest, d.size, d.media_type) for d in manifest.layers]
         return Image(
             digest=digest,
             media_type=manifest.media_type,
@@ -225,6 +216,26 @@ class V2Reader:
             created=config.created if config else None,
             artifact_type=manifest.artifact_type,
         )
+
+    @staticmethod
+    def _detailed_layers(manifest: ImageManifest, config: ImageConfig | None) -> list[Layer]:
+        """Layers with diff_id and the history entry that made each, when the config says."""
+        history = config.layer_history() if config else ()
+        diff_ids = config.diff_ids if config else ()
+        layers = []
+        for i, desc in enumerate(manifest.layers):
+            entry = history[i] if i < len(history) else None
+            layers.append(
+                Layer(
+                    id=desc.digest,
+                    size=desc.size,
+                    media_type=desc.media_type,
+                    diff_id=diff_ids[i] if i < len(diff_ids) else None,
+                    created_by=entry.created_by if entry else None,
+                    created=entry.created if entry else None,
+                )
+            )
+        return layers
 
     def _schema1_image(self, digest: str, manifest: Schema1Manifest, issues: list[Issue]) -> Image:
         layers = []
