@@ -7,6 +7,7 @@ manifest store does. Unknown or malformed content raises ManifestError.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from regtool.model import mediatype as mt
 from regtool.model.digest import DigestError, parse_digest
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's maxManifestBodySize
+_SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 class ManifestError(ValueError):
@@ -161,24 +163,27 @@ def _schema1(doc: dict[str, Any]) -> Schema1Manifest:
 def parse_descriptor(doc: Any) -> Descriptor:
     if not isinstance(doc, dict):
         raise ManifestError("descriptor is not a JSON object")
-    try:
-        digest = parse_digest(str(doc["digest"]))
-        size = doc["size"]
-    except KeyError as exc:
-        raise ManifestError(f"descriptor without {exc}") from None
-    except DigestError as exc:
-        raise ManifestError(f"descriptor digest: {exc}") from None
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    digest = doc.get("digest")
+    size = doc.get("size")
+    if type(digest) is not str or _SHA256.fullmatch(digest) is None:
+        try:
+            digest = parse_digest(str(doc["digest"]))
+        except KeyError:
+            raise ManifestError("descriptor without 'digest'") from None
+        except DigestError as exc:
+            raise ManifestError(f"descriptor digest: {exc}") from None
+    if type(size) is not int or size < 0:
         raise ManifestError(f"descriptor size {size!r} is not a non-negative integer")
     platform = doc.get("platform")
-    urls = doc.get("urls") or ()
+    urls = doc.get("urls")
+    artifact_type = doc.get("artifactType")
     return Descriptor(
-        media_type=str(doc.get("mediaType", "")),
-        digest=digest,
-        size=size,
-        platform=_platform(platform) if isinstance(platform, dict) else None,
-        artifact_type=_opt_str(doc.get("artifactType")),
-        urls=tuple(str(u) for u in urls) if isinstance(urls, list) else (),
+        str(doc.get("mediaType", "")),
+        digest,
+        size,
+        _platform(platform) if platform is not None and isinstance(platform, dict) else None,
+        _opt_str(artifact_type) if artifact_type is not None else None,
+        tuple(str(u) for u in urls) if urls and isinstance(urls, list) else (),
     )
 
 

@@ -1,13 +1,22 @@
-"""Every tag, what it points to, and which tags need each blob: the shared basis of ls/layers."""
+"""Every tag, what it points to, and which tags need each blob: the shared basis of ls/layers.
+
+On a large tree the tags are resolved by two or more worker processes (fork), each over
+its own share of the repositories; they send back compact summaries, not whole images.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from regtool.layout.reader import Issue, RegistryReader, Repository, Resolved
+from regtool.layout.reader import Issue, RegistryReader, Repository, Resolved, TagLink
 
 LIBRARY = "library/"
+PARALLEL_MIN_REPOSITORIES = 256
+MAX_WORKERS = 4
 
 
 def short_name(name: str) -> str:
@@ -23,17 +32,32 @@ def matches(name: str, pattern: str | None) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Needs:
+    """What one manifest digest needs and says about itself, without layer details."""
+
+    media_type: str | None
+    platforms: tuple[str, ...]
+    created: str | None
+    layers: int  # distinct layer blobs, every platform
+    blobs: dict[str, int]  # distinct blobs (configs + layers) -> size
+    issues: tuple[Issue, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TaggedImage:
     repository: str
     tag: str
     digest: str | None
-    resolved: Resolved | None
+    needs: Needs | None
     issues: tuple[Issue, ...]
-    blobs: dict[str, int]  # distinct blobs the tag needs -> size (shared between equal digests)
 
     @property
     def label(self) -> str:
         return f"{self.repository}:{self.tag}"
+
+    @property
+    def blobs(self) -> dict[str, int]:
+        return self.needs.blobs if self.needs is not None else {}
 
 
 @dataclass(frozen=True)
@@ -48,28 +72,87 @@ class Inventory:
         return [self.tags[i].label for i in self.users.get(blob, ())]
 
 
+def summarize(resolved: Resolved) -> Needs:
+    layer_ids = {layer.id for image in resolved.images for layer in image.layers}
+    return Needs(
+        media_type=resolved.media_type or None,
+        platforms=resolved.platforms,
+        created=resolved.created,
+        layers=len(layer_ids),
+        blobs=resolved.blobs(),
+        issues=resolved.issues,
+    )
+
+
+Scan = tuple[list[tuple[str, list[TagLink]]], dict[str, Needs]]
+
+
+def _scan(reader: RegistryReader, names: list[str]) -> Scan:
+    """Tags of `names` and the needs of every digest they point to."""
+    tags: list[tuple[str, list[TagLink]]] = []
+    needs: dict[str, Needs] = {}
+    for name in names:
+        links = reader.tags(name)
+        tags.append((name, links))
+        for link in links:
+            if link.digest is not None and link.digest not in needs:
+                needs[link.digest] = summarize(reader.resolve(name, link.digest, detail=False))
+    return tags, needs
+
+
+_WORKER_READER: RegistryReader | None = None
+
+
+def _scan_in_worker(names: list[str]) -> Scan:
+    assert _WORKER_READER is not None
+    return _scan(_WORKER_READER, names)
+
+
+def _parallel_scan(reader: RegistryReader, names: list[str], workers: int) -> Scan:
+    global _WORKER_READER
+    _WORKER_READER = reader
+    size = max(1, len(names) // (workers * 4))
+    chunks = [names[i : i + size] for i in range(0, len(names), size)]
+    tags: list[tuple[str, list[TagLink]]] = []
+    needs: dict[str, Needs] = {}
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for chunk_tags, chunk_needs in pool.map(_scan_in_worker, chunks):
+                tags.extend(chunk_tags)
+                needs.update(chunk_needs)
+    finally:
+        _WORKER_READER = None
+    return tags, needs
+
+
+def _workers(repositories: int) -> int:
+    if repositories < PARALLEL_MIN_REPOSITORIES or not hasattr(os, "fork"):
+        return 1
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
 def take_inventory(reader: RegistryReader) -> Inventory:
-    """Resolve every tag of every repository once (manifests are read once per digest)."""
+    """Resolve every tag of every repository (each manifest digest once)."""
     repositories = tuple(reader.repositories())
+    names = [repo.name for repo in repositories]
+    workers = _workers(len(names))
+    if workers > 1:
+        scanned, needs = _parallel_scan(reader, names, workers)
+    else:
+        scanned, needs = _scan(reader, names)
     tagged: list[TaggedImage] = []
     users: dict[str, list[int]] = {}
-    seen: dict[str, tuple[Resolved, dict[str, int]]] = {}
-    for repo in repositories:
-        for link in reader.tags(repo.name):
-            if link.digest is None:
-                issues = (link.issue,) if link.issue else ()
-                tagged.append(TaggedImage(repo.name, link.tag, None, None, issues, {}))
-                continue
-            known = seen.get(link.digest)
+    for _name, links in scanned:
+        for link in links:
+            known = needs.get(link.digest) if link.digest is not None else None
             if known is None:
-                resolved = reader.resolve(repo.name, link.digest, detail=False)
-                known = seen[link.digest] = (resolved, resolved.blobs())
-            resolved, blobs = known
+                issues = (link.issue,) if link.issue else ()
+                tagged.append(TaggedImage(link.repository, link.tag, link.digest, None, issues))
+                continue
             index = len(tagged)
-            tagged.append(
-                TaggedImage(repo.name, link.tag, link.digest, resolved, resolved.issues, blobs)
-            )
-            for blob in blobs:
+            tagged.append(TaggedImage(link.repository, link.tag, link.digest, known, known.issues))
+            for blob in known.blobs:
                 if blob in users:
                     users[blob].append(index)
                 else:

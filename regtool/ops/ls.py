@@ -49,21 +49,18 @@ def tag_rows(inventory: Inventory, pattern: str | None = None) -> tuple[TagRow, 
         if not matches(tagged.repository, pattern):
             continue
         blobs = tagged.blobs
-        resolved = tagged.resolved
-        layer_ids = (
-            {layer.id for image in resolved.images for layer in image.layers} if resolved else ()
-        )
+        needs = tagged.needs
         rows.append(
             TagRow(
                 repository=tagged.repository,
                 tag=tagged.tag,
                 digest=tagged.digest,
-                media_type=resolved.media_type if resolved else None,
-                platforms=resolved.platforms if resolved else (),
+                media_type=needs.media_type if needs else None,
+                platforms=needs.platforms if needs else (),
                 size=sum(blobs.values()),
                 exclusive=sum(size for blob, size in blobs.items() if len(users[blob]) == 1),
-                created=resolved.created if resolved else None,
-                layers=len(layer_ids),
+                created=needs.created if needs else None,
+                layers=needs.layers if needs else 0,
                 warnings=tuple(str(issue) for issue in tagged.issues),
             )
         )

@@ -78,3 +78,11 @@ class StorageDriver(Protocol):
         ...
 
     def move(self, src: str, dst: str) -> None: ...
+
+    def open_append(self, path: str) -> BinaryIO:
+        """Open an object for appending (created empty, with its folders, when missing).
+
+        Not atomic: meant for scratch objects such as an upload session's `data`, which
+        grows chunk by chunk and is moved into place (atomically) once complete.
+        """
+        ...

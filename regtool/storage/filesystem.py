@@ -49,11 +49,12 @@ class FilesystemDriver:
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
         try:
-            chunks = []
-            while True:
-                chunk = os.read(fd, CHUNK)
-                if not chunk:
-                    break
+            # Regular files return short reads only at end of file: one read for small objects.
+            chunk = os.read(fd, CHUNK)
+            if len(chunk) < CHUNK:
+                return chunk
+            chunks = [chunk]
+            while chunk := os.read(fd, CHUNK):
                 chunks.append(chunk)
             return b"".join(chunks)
         except IsADirectoryError:
@@ -153,6 +154,14 @@ class FilesystemDriver:
         if self.fsync:
             _fsync_dir(folder)
         return written
+
+    def open_append(self, path: str) -> BinaryIO:
+        full = self._writable(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        try:
+            return open(full, "ab")  # noqa: SIM115 - the caller closes it
+        except OSError as exc:
+            raise StorageError(path, exc.strerror or str(exc)) from None
 
     def delete(self, path: str) -> None:
         full = self._writable(path)

@@ -1,0 +1,47 @@
+"""Shared fixtures: private copies of the script-built trees (the originals are never touched)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+V1_FIXTURE = FIXTURES / "v1"
+V2_FIXTURE = FIXTURES / "v2"
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("EXPECTED.json"))
+    return dst
+
+
+@pytest.fixture
+def v1_root(tmp_path: Path) -> Path:
+    return copy_tree(V1_FIXTURE, tmp_path / "v1")
+
+
+@pytest.fixture
+def v2_root(tmp_path: Path) -> Path:
+    return copy_tree(V2_FIXTURE, tmp_path / "v2")
+
+
+@pytest.fixture(scope="session")
+def v1_expected() -> dict:
+    return json.loads((V1_FIXTURE / "EXPECTED.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def v2_expected() -> dict:
+    return json.loads((V2_FIXTURE / "EXPECTED.json").read_text())
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, float, bytes]]:
+    """Every file under root with size, mtime and content: proof that nothing was written."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime, p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
