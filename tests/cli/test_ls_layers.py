@@ -1,0 +1,149 @@
+"""The ls and layers commands as users run them: formats, options, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from regtool import __version__
+from regtool.cli.app import app
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def test_version(run):
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"regtool {__version__}"
+
+
+@pytest.mark.parametrize("command", ["ls", "layers"])
+def test_every_command_help_has_an_example(run, command):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "Example:" in result.stdout
+
+
+def test_ls_json_contract(run, v2_root):
+    result = run("ls", "--root", str(v2_root), "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    required = {
+        "repository",
+        "tag",
+        "digest",
+        "size",
+        "exclusive",
+        "layers",
+        "created",
+        "platforms",
+    }
+    assert all(required <= set(row) for row in rows)
+    multi = next(row for row in rows if row["repository"] == "multi")
+    assert multi["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+    assert isinstance(multi["size"], int)
+
+
+def test_ls_yaml_equals_json(run, v1_root):
+    as_json = json.loads(run("ls", "--root", str(v1_root), "-f", "json").stdout)
+    as_yaml = yaml.safe_load(run("ls", "--root", str(v1_root), "-f", "yaml").stdout)
+    assert as_json == as_yaml
+    assert {row["repository"] for row in as_json} >= {"library/centos", "gjkdhr/centos"}
+
+
+def test_ls_table_shows_library_names_short_and_human_sizes(run, v1_root):
+    result = run("ls", "--root", str(v1_root))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["REPOSITORY", "TAG", "DIGEST"]
+    assert any(line.startswith("centos ") and " httpd " in line for line in lines)
+    assert "library/" not in result.stdout and "KiB" in result.stdout
+
+
+def test_ls_repos_table(run, v2_root):
+    result = run("ls", "--repos", "--root", str(v2_root), "-f", "json")
+    repos = {row["repository"]: row for row in json.loads(result.stdout)}
+    assert repos["centos"]["tags"] == 2
+    assert repos["centos"]["size"] == repos["centos"]["exclusive"] + repos["centos"]["shared"]
+
+
+def test_root_from_environment_and_from_distribution_config(run, v2_root, tmp_path):
+    by_env = run("ls", "-f", "json", env={"REGTOOL_ROOT": str(v2_root)})
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: " + str(v2_root) + "\n"
+    )
+    by_config = run("ls", "-f", "json", "--config", str(config))
+    assert by_env.exit_code == by_config.exit_code == 0
+    assert json.loads(by_env.stdout) == json.loads(by_config.stdout) != []
+
+
+def test_missing_root_is_an_operational_error(run, tmp_path):
+    result = run("ls", "--root", str(tmp_path / "nope"))
+    assert result.exit_code == 3
+    assert result.stderr.startswith("Error: storage root ") and "Traceback" not in result.output
+
+
+def test_unrecognised_root_is_an_operational_error(run, tmp_path):
+    (tmp_path / "junk.txt").write_text("hello")
+    result = run("ls", "--root", str(tmp_path))
+    assert result.exit_code == 3 and "holds no registry storage" in result.stderr
+
+
+def test_empty_folder_is_an_empty_registry(run, tmp_path):
+    result = run("ls", "--root", str(tmp_path), "-f", "json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+
+
+def test_config_with_another_driver_is_a_usage_error(run, tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text("version: 0.1\nstorage:\n  s3:\n    bucket: x\n")
+    result = run("ls", "--config", str(config))
+    assert result.exit_code == 2 and "s3" in result.stderr
+
+
+def test_warnings_go_to_stderr_and_rows_are_marked(run, v2_root):
+    from regtool.layout.v2 import paths
+
+    (v2_root / paths.tag_current_link("sshd", "latest")).write_bytes(b"")
+    result = run("ls", "--root", str(v2_root))
+    assert result.exit_code == 0
+    assert "warning: " in result.stderr and "empty digest" in result.stderr
+    assert any(line.startswith("! sshd") for line in result.stdout.splitlines())
+
+
+def test_layers_json_contract(run, v1_root):
+    result = run("layers", "centos:httpd", "--root", str(v1_root), "-f", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {"reference", "digest", "platform", "platforms", "layers"} <= set(doc)
+    assert doc["reference"] == "library/centos:httpd"
+    assert doc["platform"] is None and doc["platforms"] == []
+    for layer in doc["layers"]:
+        assert {"digest", "size", "shared_with"} <= set(layer)
+    assert "library/centos:6.7" in doc["layers"][0]["shared_with"]
+
+
+def test_layers_table_names_sharers(run, v2_root):
+    result = run("layers", "centos:httpd", "--root", str(v2_root))
+    assert result.exit_code == 0
+    first = result.stdout.splitlines()[3]
+    assert "centos:6.7" in first and "sshd:latest" in first
+
+
+def test_layers_unknown_reference_exit_2_with_suggestions(run, v1_root):
+    result = run("layers", "centos:htpd", "--root", str(v1_root))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: unknown tag: centos:htpd",
+        "Hint: did you mean: centos:httpd, centos:6.7",
+    ]
