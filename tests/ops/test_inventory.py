@@ -1,0 +1,53 @@
+"""The inventory gives the same answer whether one process or several resolve the tags."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from regtool.layout.detect import open_reader
+from regtool.ops import inventory
+from regtool.ops.ls import tag_rows
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mksynthetic.py"
+
+
+def _mksynthetic():
+    spec = importlib.util.spec_from_file_location("mksynthetic_for_inventory", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parallel_scan_equals_serial_scan_on_a_synthetic_tree(tmp_path):
+    synthetic = _mksynthetic()
+    synthetic.generate(str(tmp_path / "root"), synthetic.SMALL)
+    reader = open_reader(tmp_path / "root")
+    names = [repo.name for repo in reader.repositories()]
+    serial = inventory._scan(reader, names)
+    parallel = inventory._parallel_scan(open_reader(tmp_path / "root"), names, 2)
+    assert parallel == serial
+    assert len(serial[1]) > 100  # the small preset has 160 live manifests
+
+
+def test_inventory_switches_to_workers_on_many_repositories(tmp_path, monkeypatch):
+    synthetic = _mksynthetic()
+    synthetic.generate(str(tmp_path / "root"), synthetic.SMALL)
+    reader = open_reader(tmp_path / "root")
+    serial_rows = tag_rows(inventory.take_inventory(reader))
+    calls = []
+    original = inventory._parallel_scan
+
+    def spy(*args):
+        calls.append(args[2])
+        return original(*args)
+
+    monkeypatch.setattr(inventory, "PARALLEL_MIN_REPOSITORIES", 10)
+    monkeypatch.setattr(inventory, "_parallel_scan", spy)
+    monkeypatch.setattr(inventory, "_workers", lambda n: 2)
+    parallel_rows = tag_rows(inventory.take_inventory(open_reader(tmp_path / "root")))
+    assert calls == [2]
+    assert parallel_rows == serial_rows
