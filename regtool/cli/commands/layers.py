@@ -64,7 +64,7 @@ def _table(report: LayersReport) -> str:
         head += f"  {report.platform} ({report.manifest})"
     body = []
     for number, layer in enumerate(report.layers, 1):
-        sharers = [short_name(label) for label in layer.shared_with]
+        sharers = sorted(short_name(label) for label in layer.shared_with)
         shown = ", ".join(sharers[:SHOWN_SHARERS])
         if len(sharers) > SHOWN_SHARERS:
             shown += f" +{len(sharers) - SHOWN_SHARERS} more"

@@ -66,7 +66,7 @@ def _tag_table(rows: tuple[TagRow, ...]) -> str:
             out.short_time(row.created),
             row.layers,
         ]
-        for row in rows
+        for row in sorted(rows, key=lambda r: (short_name(r.repository), r.tag))
     ]
     headers = ["REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE", "EXCLUSIVE", "CREATED", "LAYERS"]
     return out.grid(body, headers)
@@ -81,6 +81,6 @@ def _repo_table(rows: tuple[RepositoryRow, ...]) -> str:
             out.human_size(row.exclusive),
             out.human_size(row.shared),
         ]
-        for row in rows
+        for row in sorted(rows, key=lambda r: short_name(r.repository))
     ]
     return out.grid(body, ["REPOSITORY", "TAGS", "SIZE", "EXCLUSIVE", "SHARED"])
