@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker-registry skopeo)
+APT_PACKAGES=(docker-registry skopeo podman openssl)
 missing=()
-for tool in docker-registry skopeo; do
+for tool in docker-registry skopeo podman openssl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then

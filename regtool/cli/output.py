@@ -9,9 +9,6 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
-import yaml
-from tabulate import tabulate
-
 from regtool.model.digest import short
 
 
@@ -47,6 +44,8 @@ def emit(data: Any, fmt: Format, table: Callable[[], str]) -> None:
         indent = 2 if sys.stdout.isatty() else None
         sys.stdout.write(json.dumps(doc, indent=indent) + "\n")
     elif fmt is Format.yaml:
+        import yaml  # imported when used: start-up time is part of every command's time
+
         sys.stdout.write(yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True))
     else:
         text = table()
@@ -55,6 +54,8 @@ def emit(data: Any, fmt: Format, table: Callable[[], str]) -> None:
 
 
 def grid(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    from tabulate import tabulate  # imported when used, like yaml
+
     return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True)
 
 

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from regtool.errors import RootError, UsageError
 from regtool.layout.reader import Layout, RegistryReader
 from regtool.layout.v1 import paths as v1paths
@@ -34,6 +32,8 @@ class RegistryConfig:
 
 def load_config(path: Path) -> RegistryConfig:
     """Read distribution's config.yml (storage.filesystem.rootdirectory and friends)."""
+    import yaml  # only needed with --config; keeps every command's start-up short
+
     try:
         doc = yaml.safe_load(path.read_text())
     except OSError as exc:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from regtool.errors import BadReferenceError, UnknownReferenceError
 from regtool.layout.reader import RegistryReader
-from regtool.model.reference import DEFAULT_TAG, ReferenceError_, parse_reference
+from regtool.model.reference import DEFAULT_TAG, Reference, ReferenceError_, parse_reference
 from regtool.ops.inventory import LIBRARY, short_name
 
 
@@ -31,8 +31,8 @@ def find_repository(names: list[str], wanted: str) -> str | None:
     return None
 
 
-def resolve_reference(reader: RegistryReader, text: str) -> Target:
-    """REPO[:TAG] or REPO@DIGEST (no tag means latest) to a stored repository and digest."""
+def locate(reader: RegistryReader, text: str) -> tuple[Reference, str]:
+    """Parse a REF and find its stored repository; errors suggest close names."""
     try:
         ref = parse_reference(text)
     except ReferenceError_ as exc:
@@ -40,7 +40,13 @@ def resolve_reference(reader: RegistryReader, text: str) -> Target:
     names = [repo.name for repo in reader.repositories()]
     repository = find_repository(names, ref.repository)
     if repository is None:
-        raise _unknown(text, [f"{short_name(n)}" for n in names], "repository")
+        raise _unknown(text, [short_name(n) for n in names], "repository")
+    return ref, repository
+
+
+def resolve_reference(reader: RegistryReader, text: str) -> Target:
+    """REPO[:TAG] or REPO@DIGEST (no tag means latest) to a stored repository and digest."""
+    ref, repository = locate(reader, text)
     if ref.digest:
         if not reader.has_manifest(repository, ref.digest):
             raise UnknownReferenceError(f"{repository} has no manifest {ref.digest}")

@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from regtool import __version__
-from regtool.cli.app import app
+from regtool.cli.app import COMMANDS, app, main
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def test_version(run):
     assert result.exit_code == 0 and result.stdout.strip() == f"regtool {__version__}"
 
 
-@pytest.mark.parametrize("command", ["ls", "layers"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_help_has_an_example(run, command):
     result = run(command, "--help")
     assert result.exit_code == 0 and "Example:" in result.stdout
@@ -147,3 +147,17 @@ def test_layers_unknown_reference_exit_2_with_suggestions(run, v1_root):
         "Error: unknown tag: centos:htpd",
         "Hint: did you mean: centos:httpd, centos:6.7",
     ]
+
+
+def test_main_loads_only_the_command_it_runs(monkeypatch, v2_root, capsys):
+    import sys
+
+    for name in [m for m in sys.modules if m.startswith("regtool.cli.commands.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "argv", ["regtool", "ls", "--root", str(v2_root), "-f", "json"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
+    assert json.loads(capsys.readouterr().out)
+    loaded = {m for m in sys.modules if m.startswith("regtool.cli.commands.")}
+    assert loaded == {"regtool.cli.commands.ls"}
