@@ -12,11 +12,13 @@ on loopback; ``tests/support/refregistry.py`` loads this module by path.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 import socket
 import struct
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -28,6 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # regtool from this checkout
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+
+from regtool.model.tarsum import tarsum_v0 as _tarsum_stream  # noqa: E402
 
 REGISTRY_BIN = "docker-registry"
 EMPTY_TAR = b"\0" * 1024
@@ -112,35 +119,9 @@ def simple_checksum(json_bytes: bytes, layer_bytes: bytes) -> str:
     return digest(json_bytes + b"\n" + layer_bytes)
 
 
-def _tarsum_header(info: tarfile.TarInfo) -> bytes:
-    name = info.name + "/" if info.isdir() and not info.name.endswith("/") else info.name
-    fields = (
-        ("name", name),
-        ("mode", info.mode),
-        ("uid", info.uid),
-        ("gid", info.gid),
-        ("size", info.size),
-        ("mtime", int(info.mtime)),
-        ("typeflag", info.type.decode("ascii")),
-        ("linkname", info.linkname),
-        ("uname", info.uname),
-        ("gname", info.gname),
-        ("devmajor", info.devmajor),
-        ("devminor", info.devminor),
-    )
-    return "".join(f"{key}{value}" for key, value in fields).encode()
-
-
 def tarsum_v0(json_bytes: bytes, tar_bytes: bytes) -> str:
-    """``tarsum+sha256:`` over an *uncompressed* layer tar, 2014 Python semantics."""
-    import io
-
-    hashes = []
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
-        for info in tar:
-            body = tar.extractfile(info).read() if info.size > 0 and info.isfile() else b""
-            hashes.append(sha256_hex(_tarsum_header(info) + body))
-    return "tarsum+sha256:" + sha256_hex(json_bytes + "".join(sorted(hashes)).encode())
+    """``tarsum+sha256:`` over a layer tar held in memory (regtool's streaming tarsum)."""
+    return _tarsum_stream(json_bytes, io.BytesIO(tar_bytes))
 
 
 # ---------------------------------------------------------------------------
@@ -175,57 +156,158 @@ _WWW = (("d", "var"), ("d", "var/www"), ("d", "var/www/html"))
 _SBIN = (("d", "usr"), ("d", "usr/sbin"))
 
 STEPS: tuple[Step, ...] = (
-    Step("busybox-rootfs", _add("busybox-rootfs"), (
-        ("d", "bin"), ("x", "bin/busybox", 2600), ("l", "bin/sh", "busybox"),
-        ("d", "etc"), ("t", "etc/group", 120), ("t", "etc/passwd", 180))),
-    Step("busybox-motd", _run("echo 'welcome to busybox' > /etc/motd"),
-         (("d", "etc"), ("t", "etc/motd", 90)), ("sh",)),
+    Step(
+        "busybox-rootfs",
+        _add("busybox-rootfs"),
+        (
+            ("d", "bin"),
+            ("x", "bin/busybox", 2600),
+            ("l", "bin/sh", "busybox"),
+            ("d", "etc"),
+            ("t", "etc/group", 120),
+            ("t", "etc/passwd", 180),
+        ),
+    ),
+    Step(
+        "busybox-motd",
+        _run("echo 'welcome to busybox' > /etc/motd"),
+        (("d", "etc"), ("t", "etc/motd", 90)),
+        ("sh",),
+    ),
     Step("busybox-cmd", '/bin/sh -c #(nop) CMD ["sh"]', (), ("sh",)),
-    Step("centos-rootfs", _add("centos-rootfs"), (
-        ("d", "bin"), ("x", "bin/bash", 1900), ("d", "etc"), ("t", "etc/centos-release", 30),
-        ("t", "etc/passwd", 600), ("t", "etc/yum.conf", 500), ("d", "usr"), ("d", "usr/lib64"),
-        ("x", "usr/lib64/libc.so.6", 1600)), _BASH),
-    Step("centos-update", _run("yum -y update && yum clean all"), (
-        ("d", "var"), ("d", "var/lib"), ("d", "var/lib/rpm"), ("t", "var/lib/rpm/Packages", 1500),
-        ("d", "var/cache"), ("w", "var/cache/.wh.yum")), _BASH),
-    Step("centos-locale", _run("localedef -i en_US -f UTF-8 en_US.UTF-8"), (
-        ("d", "usr"), ("d", "usr/lib"), ("d", "usr/lib/locale"),
-        ("t", "usr/lib/locale/locale-archive", 1400)), _BASH),
-    Step("centos-tools", _run("yum -y install which tar && yum clean all"), (
-        ("d", "usr"), ("d", "usr/bin"), ("x", "usr/bin/tar", 1500), ("x", "usr/bin/which", 700)),
-         _BASH),
-    Step("centos-build", _run("echo 'CentOS 6.7 (docker build)' > /etc/centos-build"),
-         (("d", "etc"), ("t", "etc/centos-build", 40)), _BASH),
-    Step("httpd-install", _run("yum -y install httpd && yum clean all"), (
-        *_CONF, ("t", "etc/httpd/conf/httpd.conf", 2000), *_SBIN, ("x", "usr/sbin/httpd", 1700)),
-         _BASH),
-    Step("httpd-index", _run("echo 'It works' > /var/www/html/index.html"),
-         (*_WWW, ("t", "var/www/html/index.html", 60)), _HTTPD),
-    Step("gjk-httpd", _run("yum -y install httpd mod_ssl && yum clean all"), (
-        *_CONF, ("t", "etc/httpd/conf/httpd.conf", 1900), ("d", "etc/httpd/conf.d"),
-        ("t", "etc/httpd/conf.d/ssl.conf", 700), *_SBIN, ("x", "usr/sbin/httpd", 1700)), _BASH),
-    Step("gjk-conf", "/bin/sh -c #(nop) COPY file:"
-         f"{sha256_hex(b'gjk-conf')} in /etc/httpd/conf/httpd.conf",
-         (*_CONF, ("t", "etc/httpd/conf/httpd.conf", 1200)), _BASH),
-    Step("gjk-site", _run("echo 'gjkdhr test page' > /var/www/html/index.html"),
-         (*_WWW, ("t", "var/www/html/index.html", 300)), _HTTPD),
-    Step("centos6-vim", _run("yum -y install vim-minimal && yum clean all"),
-         (("d", "bin"), ("x", "bin/vi", 1800)), _BASH),
-    Step("sshd-install", _run("yum -y install openssh-server && ssh-keygen -A"), (
-        ("d", "etc"), ("d", "etc/ssh"), ("t", "etc/ssh/sshd_config", 1200),
-        ("t", "etc/ssh/ssh_host_rsa_key", 900), *_SBIN, ("x", "usr/sbin/sshd", 1500)),
-         ("/usr/sbin/sshd", "-D")),
-    Step("orphan-httpd", _run("yum -y install httpd && yum clean all"), (
-        *_CONF, ("t", "etc/httpd/conf/httpd.conf", 1800), *_SBIN, ("x", "usr/sbin/httpd", 1600)),
-         _HTTPD),
-    Step("nginx-aborted", _run("yum -y install nginx && yum clean all"), (
-        ("d", "etc"), ("d", "etc/nginx"), ("t", "etc/nginx/nginx.conf", 1100)), _BASH),
-    Step("multi-amd64", _add("multi-amd64"), (
-        ("d", "bin"), ("x", "bin/hello", 1200), ("d", "etc"), ("t", "etc/os-release", 100)),
-         ("/bin/hello",)),
-    Step("multi-arm64", _add("multi-arm64"), (
-        ("d", "bin"), ("x", "bin/hello", 1100), ("d", "etc"), ("t", "etc/os-release", 100)),
-         ("/bin/hello",), "arm64"),
+    Step(
+        "centos-rootfs",
+        _add("centos-rootfs"),
+        (
+            ("d", "bin"),
+            ("x", "bin/bash", 1900),
+            ("d", "etc"),
+            ("t", "etc/centos-release", 30),
+            ("t", "etc/passwd", 600),
+            ("t", "etc/yum.conf", 500),
+            ("d", "usr"),
+            ("d", "usr/lib64"),
+            ("x", "usr/lib64/libc.so.6", 1600),
+        ),
+        _BASH,
+    ),
+    Step(
+        "centos-update",
+        _run("yum -y update && yum clean all"),
+        (
+            ("d", "var"),
+            ("d", "var/lib"),
+            ("d", "var/lib/rpm"),
+            ("t", "var/lib/rpm/Packages", 1500),
+            ("d", "var/cache"),
+            ("w", "var/cache/.wh.yum"),
+        ),
+        _BASH,
+    ),
+    Step(
+        "centos-locale",
+        _run("localedef -i en_US -f UTF-8 en_US.UTF-8"),
+        (
+            ("d", "usr"),
+            ("d", "usr/lib"),
+            ("d", "usr/lib/locale"),
+            ("t", "usr/lib/locale/locale-archive", 1400),
+        ),
+        _BASH,
+    ),
+    Step(
+        "centos-tools",
+        _run("yum -y install which tar && yum clean all"),
+        (("d", "usr"), ("d", "usr/bin"), ("x", "usr/bin/tar", 1500), ("x", "usr/bin/which", 700)),
+        _BASH,
+    ),
+    Step(
+        "centos-build",
+        _run("echo 'CentOS 6.7 (docker build)' > /etc/centos-build"),
+        (("d", "etc"), ("t", "etc/centos-build", 40)),
+        _BASH,
+    ),
+    Step(
+        "httpd-install",
+        _run("yum -y install httpd && yum clean all"),
+        (*_CONF, ("t", "etc/httpd/conf/httpd.conf", 2000), *_SBIN, ("x", "usr/sbin/httpd", 1700)),
+        _BASH,
+    ),
+    Step(
+        "httpd-index",
+        _run("echo 'It works' > /var/www/html/index.html"),
+        (*_WWW, ("t", "var/www/html/index.html", 60)),
+        _HTTPD,
+    ),
+    Step(
+        "gjk-httpd",
+        _run("yum -y install httpd mod_ssl && yum clean all"),
+        (
+            *_CONF,
+            ("t", "etc/httpd/conf/httpd.conf", 1900),
+            ("d", "etc/httpd/conf.d"),
+            ("t", "etc/httpd/conf.d/ssl.conf", 700),
+            *_SBIN,
+            ("x", "usr/sbin/httpd", 1700),
+        ),
+        _BASH,
+    ),
+    Step(
+        "gjk-conf",
+        f"/bin/sh -c #(nop) COPY file:{sha256_hex(b'gjk-conf')} in /etc/httpd/conf/httpd.conf",
+        (*_CONF, ("t", "etc/httpd/conf/httpd.conf", 1200)),
+        _BASH,
+    ),
+    Step(
+        "gjk-site",
+        _run("echo 'gjkdhr test page' > /var/www/html/index.html"),
+        (*_WWW, ("t", "var/www/html/index.html", 300)),
+        _HTTPD,
+    ),
+    Step(
+        "centos6-vim",
+        _run("yum -y install vim-minimal && yum clean all"),
+        (("d", "bin"), ("x", "bin/vi", 1800)),
+        _BASH,
+    ),
+    Step(
+        "sshd-install",
+        _run("yum -y install openssh-server && ssh-keygen -A"),
+        (
+            ("d", "etc"),
+            ("d", "etc/ssh"),
+            ("t", "etc/ssh/sshd_config", 1200),
+            ("t", "etc/ssh/ssh_host_rsa_key", 900),
+            *_SBIN,
+            ("x", "usr/sbin/sshd", 1500),
+        ),
+        ("/usr/sbin/sshd", "-D"),
+    ),
+    Step(
+        "orphan-httpd",
+        _run("yum -y install httpd && yum clean all"),
+        (*_CONF, ("t", "etc/httpd/conf/httpd.conf", 1800), *_SBIN, ("x", "usr/sbin/httpd", 1600)),
+        _HTTPD,
+    ),
+    Step(
+        "nginx-aborted",
+        _run("yum -y install nginx && yum clean all"),
+        (("d", "etc"), ("d", "etc/nginx"), ("t", "etc/nginx/nginx.conf", 1100)),
+        _BASH,
+    ),
+    Step(
+        "multi-amd64",
+        _add("multi-amd64"),
+        (("d", "bin"), ("x", "bin/hello", 1200), ("d", "etc"), ("t", "etc/os-release", 100)),
+        ("/bin/hello",),
+    ),
+    Step(
+        "multi-arm64",
+        _add("multi-arm64"),
+        (("d", "bin"), ("x", "bin/hello", 1100), ("d", "etc"), ("t", "etc/os-release", 100)),
+        ("/bin/hello",),
+        "arm64",
+    ),
 )
 STEP_BY_KEY = {step.key: step for step in STEPS}
 
@@ -357,8 +439,12 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def http_request(
-    method: str, url: str, *, data: bytes | None = None,
-    headers: dict[str, str] | None = None, timeout: float = 30.0,
+    method: str,
+    url: str,
+    *,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> tuple[int, bytes, Message]:
     """One HTTP exchange without proxies; HTTP errors are returned, not raised."""
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
@@ -378,25 +464,27 @@ def free_port() -> int:
 
 def registry_config(root: Path, addr: str, *, readonly: bool = False, delete: bool = True) -> str:
     """config.yml text for ``docker-registry serve`` (no auth, no cache, no purger)."""
-    return "\n".join([
-        "version: 0.1",
-        "log:",
-        "  level: info",
-        "storage:",
-        "  filesystem:",
-        f"    rootdirectory: {json.dumps(str(root))}",
-        "  delete:",
-        f"    enabled: {str(delete).lower()}",
-        "  maintenance:",
-        "    uploadpurging:",
-        "      enabled: false",
-        "    readonly:",
-        f"      enabled: {str(readonly).lower()}",
-        "http:",
-        f"  addr: {addr}",
-        "  secret: regtool-fixture-secret",
-        "",
-    ])
+    return "\n".join(
+        [
+            "version: 0.1",
+            "log:",
+            "  level: info",
+            "storage:",
+            "  filesystem:",
+            f"    rootdirectory: {json.dumps(str(root))}",
+            "  delete:",
+            f"    enabled: {str(delete).lower()}",
+            "  maintenance:",
+            "    uploadpurging:",
+            "      enabled: false",
+            "    readonly:",
+            f"      enabled: {str(readonly).lower()}",
+            "http:",
+            f"  addr: {addr}",
+            "  secret: regtool-fixture-secret",
+            "",
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -434,8 +522,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def run_registry(
-    root: Path, workdir: Path, *, readonly: bool = False, delete: bool = True,
-    timeout: float = 15.0, attempts: int = 3,
+    root: Path,
+    workdir: Path,
+    *,
+    readonly: bool = False,
+    delete: bool = True,
+    timeout: float = 15.0,
+    attempts: int = 3,
 ) -> Iterator[RunningRegistry]:
     """Start ``docker-registry serve`` on 127.0.0.1 for ``root``; stop it on exit."""
     config, log = workdir / "config.yml", workdir / "registry.log"
@@ -445,7 +538,9 @@ def run_registry(
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [REGISTRY_BIN, "serve", str(config)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         problem = _wait_ready(proc, f"http://{host}", log, timeout)
         if not problem:

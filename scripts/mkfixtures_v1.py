@@ -121,10 +121,15 @@ def write_image(images_dir: Path, image: V1Image) -> None:
 
 
 def tag_json(docker_version: str, last_update: int) -> bytes:
-    return py_json({
-        "last_update": last_update, "docker_version": docker_version,
-        "arch": "amd64", "os": "linux", "kernel": "3.10.0",
-    })
+    return py_json(
+        {
+            "last_update": last_update,
+            "docker_version": docker_version,
+            "arch": "amd64",
+            "os": "linux",
+            "kernel": "3.10.0",
+        }
+    )
 
 
 def write_repositories(root: Path, images: dict[str, V1Image]) -> None:
@@ -150,8 +155,15 @@ def expected(images: dict[str, V1Image]) -> dict[str, object]:
     for repo, tag, chain, _, _ in TAGS:
         top = images[CHAINS[chain][-1]]
         size = sum(len(by_id[i].layer.gz) for i in top.ancestry)
-        tags.append({"repository": repo, "tag": tag, "image": top.id,
-                     "ancestry": top.ancestry, "layer_bytes": size})
+        tags.append(
+            {
+                "repository": repo,
+                "tag": tag,
+                "image": top.id,
+                "ancestry": top.ancestry,
+                "layer_bytes": size,
+            }
+        )
     live = {i for entry in tags for i in entry["ancestry"]}
     return {
         "tags": tags,

@@ -80,7 +80,9 @@ def image_config(chain: str) -> bytes:
     config["os"] = "linux"
     config["config"] = {"Env": [PATH_ENV], "Cmd": list(top.cmd or ())}
     config["rootfs"] = {
-        "type": "layers", "diff_ids": [layer.diff_id for layer in layers if not layer.empty]}
+        "type": "layers",
+        "diff_ids": [layer.diff_id for layer in layers if not layer.empty],
+    }
     history = []
     for step, layer in zip(steps, layers, strict=True):
         entry: dict[str, object] = {"created": created_str(step), "created_by": step.created_by}
@@ -99,12 +101,14 @@ def add_image(layout: OciLayout, chain: str) -> dict[str, object]:
     for layer in layers:
         if not layer.empty:
             layout.add_blob(layer.gz)
-    manifest = compact_json({
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_MANIFEST,
-        "config": descriptor(MT_OCI_CONFIG, config),
-        "layers": [descriptor(MT_OCI_LAYER, layer.gz) for layer in layers if not layer.empty],
-    })
+    manifest = compact_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "config": descriptor(MT_OCI_CONFIG, config),
+            "layers": [descriptor(MT_OCI_LAYER, layer.gz) for layer in layers if not layer.empty],
+        }
+    )
     layout.add_blob(manifest)
     return descriptor(MT_OCI_MANIFEST, manifest)
 
@@ -122,8 +126,9 @@ def build_layout(root: Path) -> OciLayout:
     for ref, mode, _ in PUSHES:
         if mode != "all":
             layout.tag(ref, add_image(layout, ref))
-    children = [{**add_image(layout, chain), "platform": platform(chain)}
-                for chain in MULTI_PLATFORMS]
+    children = [
+        {**add_image(layout, chain), "platform": platform(chain)} for chain in MULTI_PLATFORMS
+    ]
     index = compact_json({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": children})
     layout.add_blob(index)
     layout.tag("multi", descriptor(MT_OCI_INDEX, index))
@@ -136,8 +141,18 @@ def build_layout(root: Path) -> OciLayout:
 
 def skopeo_push(reg: RunningRegistry, layout: Path, ref: str, mode: str, dest: str) -> None:
     flags = ["--all"] if mode == "all" else ["--format", mode]
-    cmd = ["skopeo", "--insecure-policy", "copy", "--quiet", "--retry-times", "0",
-           "--dest-tls-verify=false", *flags, f"oci:{layout}:{ref}", f"docker://{reg.host}/{dest}"]
+    cmd = [
+        "skopeo",
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--retry-times",
+        "0",
+        "--dest-tls-verify=false",
+        *flags,
+        f"oci:{layout}:{ref}",
+        f"docker://{reg.host}/{dest}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
@@ -146,8 +161,10 @@ def skopeo_push(reg: RunningRegistry, layout: Path, ref: str, mode: str, dest: s
 def get_manifest(reg: RunningRegistry, repo: str, ref: str) -> tuple[str, str, bytes]:
     """(digest, media type, body) as the registry reports them."""
     status, body, headers = http_request(
-        "GET", f"{reg.url}/v2/{repo}/manifests/{ref}",
-        headers={"Accept": ", ".join(ALL_MANIFEST_TYPES)})
+        "GET",
+        f"{reg.url}/v2/{repo}/manifests/{ref}",
+        headers={"Accept": ", ".join(ALL_MANIFEST_TYPES)},
+    )
     if status != 200:
         raise RuntimeError(f"GET manifest {repo}:{ref} -> {status}: {body!r}")
     reported = headers["Docker-Content-Digest"]
@@ -164,42 +181,56 @@ def push_blob(reg: RunningRegistry, repo: str, data: bytes) -> None:
     sep = "&" if "?" in location else "?"
     url = f"{location}{sep}digest={urllib.parse.quote(digest(data))}"
     status, body, _ = http_request(
-        "PUT", url, data=data, headers={"Content-Type": "application/octet-stream"})
+        "PUT", url, data=data, headers={"Content-Type": "application/octet-stream"}
+    )
     if status != 201:
         raise RuntimeError(f"PUT blob in {repo} -> {status}: {body!r}")
 
 
 def artifact_manifest(subject: dict[str, object], sbom: bytes) -> bytes:
-    layer = descriptor("application/spdx+json", sbom,
-                       annotations={"org.opencontainers.image.title": "sshd.spdx.json"})
-    return compact_json({
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_MANIFEST,
-        "artifactType": ARTIFACT_TYPE,
-        "config": descriptor(MT_OCI_EMPTY, b"{}"),
-        "layers": [layer],
-        "subject": subject,
-        "annotations": {"org.opencontainers.image.created": "2015-11-01T12:00:00Z"},
-    })
+    layer = descriptor(
+        "application/spdx+json",
+        sbom,
+        annotations={"org.opencontainers.image.title": "sshd.spdx.json"},
+    )
+    return compact_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "artifactType": ARTIFACT_TYPE,
+            "config": descriptor(MT_OCI_EMPTY, b"{}"),
+            "layers": [layer],
+            "subject": subject,
+            "annotations": {"org.opencontainers.image.created": "2015-11-01T12:00:00Z"},
+        }
+    )
 
 
 def push_artifact(reg: RunningRegistry) -> dict[str, object]:
     """Push an untagged OCI 1.1 artifact whose subject is sshd:latest, by digest."""
     subject_digest, subject_type, subject_body = get_manifest(
-        reg, ARTIFACT_REPO, ARTIFACT_SUBJECT_TAG)
+        reg, ARTIFACT_REPO, ARTIFACT_SUBJECT_TAG
+    )
     subject = {"mediaType": subject_type, "digest": subject_digest, "size": len(subject_body)}
-    sbom = compact_json({"spdxVersion": "SPDX-2.3", "name": "sshd", "packages": [
-        {"name": "openssh-server", "versionInfo": "5.3p1-111.el6"}]})
+    sbom = compact_json(
+        {
+            "spdxVersion": "SPDX-2.3",
+            "name": "sshd",
+            "packages": [{"name": "openssh-server", "versionInfo": "5.3p1-111.el6"}],
+        }
+    )
     push_blob(reg, ARTIFACT_REPO, b"{}")
     push_blob(reg, ARTIFACT_REPO, sbom)
     manifest = artifact_manifest(subject, sbom)
     status, body, headers = http_request(
-        "PUT", f"{reg.url}/v2/{ARTIFACT_REPO}/manifests/{digest(manifest)}",
-        data=manifest, headers={"Content-Type": MT_OCI_MANIFEST})
+        "PUT",
+        f"{reg.url}/v2/{ARTIFACT_REPO}/manifests/{digest(manifest)}",
+        data=manifest,
+        headers={"Content-Type": MT_OCI_MANIFEST},
+    )
     if status != 201:
         raise RuntimeError(f"PUT artifact manifest -> {status}: {body!r}")
-    referrers = http_request(
-        "GET", f"{reg.url}/v2/{ARTIFACT_REPO}/referrers/{subject_digest}")[0]
+    referrers = http_request("GET", f"{reg.url}/v2/{ARTIFACT_REPO}/referrers/{subject_digest}")[0]
     return {
         "repository": ARTIFACT_REPO,
         "digest": headers["Docker-Content-Digest"],
@@ -220,8 +251,10 @@ def describe(reg: RunningRegistry, repo: str, ref: str) -> dict[str, object]:
     doc = json.loads(body)
     info: dict[str, object] = {"digest": found, "media_type": media_type, "size": len(body)}
     if "manifests" in doc:
-        info["manifests"] = [{"digest": m["digest"], "media_type": m["mediaType"],
-                              "platform": m.get("platform")} for m in doc["manifests"]]
+        info["manifests"] = [
+            {"digest": m["digest"], "media_type": m["mediaType"], "platform": m.get("platform")}
+            for m in doc["manifests"]
+        ]
     else:
         info["config"] = doc["config"]["digest"]
         info["layers"] = [layer["digest"] for layer in doc["layers"]]
@@ -293,8 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mkfixtures-v2-") as tmp:
         result = run(args.out.resolve(), Path(tmp))
     took = time.monotonic() - started
-    print(f"wrote {args.out}: {len(result['manifests'])} tags in {len(result['catalog'])} "
-          f"repositories, {took:.1f} s")
+    print(
+        f"wrote {args.out}: {len(result['manifests'])} tags in {len(result['catalog'])} "
+        f"repositories, {took:.1f} s"
+    )
     return 0
 
 

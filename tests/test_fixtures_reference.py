@@ -43,7 +43,6 @@ V2_EXPECTED = json.loads((V2_DIR / "EXPECTED.json").read_text())
 ACCEPT_ALL = ", ".join(ALL_MANIFEST_TYPES)
 
 
-
 def tree_snapshot(root: Path) -> dict[str, bytes | None]:
     """Relative path -> file bytes (None for directories)."""
     return {
@@ -64,7 +63,9 @@ def test_v1_fixture_is_reproducible(tmp_path: Path) -> None:
     out = tmp_path / "v1"
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "mkfixtures_v1.py"), "--out", str(out)],
-        check=True, capture_output=True)
+        check=True,
+        capture_output=True,
+    )
     rebuilt, stored = tree_snapshot(out), tree_snapshot(V1_DIR)
     assert sorted(rebuilt) == sorted(stored)
     assert [p for p in stored if rebuilt[p] != stored[p]] == []
@@ -90,10 +91,12 @@ def test_v1_expected_matches_tree() -> None:
 
 def test_v1_and_v2_share_layer_bytes() -> None:
     """centos:6.7 has the same gzip layers in both fixtures (base first in v2)."""
-    entry = next(e for e in V1_EXPECTED["tags"] if e["repository"] == "library/centos"
-                 and e["tag"] == "6.7")
-    v1_layers = [sha256_file(V1_DIR / "images" / image / "layer")
-                 for image in reversed(entry["ancestry"])]
+    entry = next(
+        e for e in V1_EXPECTED["tags"] if e["repository"] == "library/centos" and e["tag"] == "6.7"
+    )
+    v1_layers = [
+        sha256_file(V1_DIR / "images" / image / "layer") for image in reversed(entry["ancestry"])
+    ]
     assert v1_layers == V2_EXPECTED["manifests"]["centos:6.7"]["layers"]
 
 
@@ -112,8 +115,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry
 
 
 def get_manifest(registry: RunningRegistry, repo: str, ref: str) -> tuple[str, str, dict]:
-    status, doc, headers = http_json(f"{registry.url}/v2/{repo}/manifests/{ref}",
-                                     accept=ACCEPT_ALL)
+    status, doc, headers = http_json(f"{registry.url}/v2/{repo}/manifests/{ref}", accept=ACCEPT_ALL)
     assert status == 200, (repo, ref, doc)
     return headers["Docker-Content-Digest"], headers.get_content_type(), doc
 
@@ -157,9 +159,18 @@ def test_v2_untagged_manifests_and_artifact(served: RunningRegistry) -> None:
 
 @pytest.mark.parametrize("name", sorted(V2_EXPECTED["manifests"]))
 def test_v2_skopeo_pulls_every_tag(served: RunningRegistry, tmp_path: Path, name: str) -> None:
-    cmd = ["skopeo", "--insecure-policy", "copy", "--quiet", "--all", "--retry-times", "0",
-           "--src-tls-verify=false", f"docker://{served.host}/{name}",
-           f"oci:{tmp_path / 'layout'}:pulled"]
+    cmd = [
+        "skopeo",
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--all",
+        "--retry-times",
+        "0",
+        "--src-tls-verify=false",
+        f"docker://{served.host}/{name}",
+        f"oci:{tmp_path / 'layout'}:pulled",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "layout" / "index.json").is_file()

@@ -25,7 +25,6 @@ SUMMARY = re.compile(r"^(\d+) blobs marked, (\d+) blobs and (\d+) manifests elig
 DIGEST = re.compile(rb"^sha256:[0-9a-f]{64}$")
 
 
-
 def load_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("mksynthetic", SCRIPT)
     assert spec is not None and spec.loader is not None

@@ -19,6 +19,7 @@ from regtool import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("ls", "ls"),
     "layers": ("layers", "layers"),
+    "verify": ("verify", "verify_command"),
 }
 
 

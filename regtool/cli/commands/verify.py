@@ -1,0 +1,161 @@
+"""`regtool verify`: re-hash every blob and check links, manifests, tags and leftovers."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from typing import Annotated, Any
+
+import typer
+
+from regtool.cli import output as out
+from regtool.cli.errors import ExitCode, friendly_errors
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
+from regtool.cli.output import Format
+from regtool.errors import UsageError
+from regtool.layout.v2 import paths as v2paths
+from regtool.model.digest import is_digest, is_v1_id, short
+from regtool.ops.verify import VerifyReport, plural, verify
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@friendly_errors
+def verify_command(
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", help="Blobs hashed in parallel (default: the cores).", min=1),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Check structure only; re-hash nothing.")
+    ] = False,
+    upload_age: Annotated[
+        str,
+        typer.Option("--upload-age", help="Report uploads untouched for longer (30m, 24h, 7d)."),
+    ] = "24h",
+    root: RootOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Re-hash every blob against its digest and check the structure around it.
+
+    Exit status 0 when nothing is wrong or only warnings were found, 1 when any error was.
+
+    Example:
+
+        regtool verify --root /var/lib/registry --jobs 4
+    """
+    age = parse_duration(upload_age, "--upload-age")
+    reader = reader_for(root, config)
+    with _progress_bar(quick) as bar:
+        report = verify(reader, jobs=jobs or _cores(), quick=quick, upload_age=age, progress=bar)
+    out.emit(report, fmt, lambda: _table(report))
+    if report.errors:
+        raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+def parse_duration(text: str, option: str) -> float:
+    """`0`, `90s`, `30m`, `24h`, `7d` (a bare number is seconds) as seconds."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise UsageError(f"{option} {text!r} is not a duration", hint="use e.g. 30m, 24h or 7d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _table(report: VerifyReport) -> str:
+    c = report.checked
+    if c.layout == "v1":
+        seen = [plural(c.images, "image"), plural(c.tags, "tag"), plural(c.repositories, "repo")]
+    else:
+        seen = [
+            plural(c.blobs, "blob"),
+            plural(c.manifests, "manifest"),
+            plural(c.links, "link"),
+            plural(c.tags, "tag"),
+            plural(c.repositories, "repo"),
+        ]
+    hashed = f"{out.human_size(c.bytes)} re-hashed" if c.bytes else "structure only"
+    summary = (
+        f"checked {', '.join(seen)} ({hashed}): "
+        f"{plural(report.errors, 'error')}, {plural(report.warnings, 'warning')}"
+    )
+    if not report.problems:
+        return summary
+    prefix = f"{v2paths.V2}/" if c.layout == "v2" else ""
+    rows = [
+        [
+            p.severity,
+            p.kind,
+            _object(p.object),
+            p.path.removeprefix(prefix),
+            out.clip(p.detail, 70),
+        ]
+        for p in report.problems
+    ]
+    path_header = f"PATH (below {prefix.rstrip('/')})" if prefix else "PATH"
+    table = out.grid(rows, ["SEVERITY", "KIND", "OBJECT", path_header, "DETAIL"])
+    hints = dict.fromkeys((p.kind, p.hint) for p in report.problems)
+    hint_lines = "\n".join(f"  {kind}: {hint}" for kind, hint in hints)
+    return f"{summary}\n{table}\nHints:\n{hint_lines}"
+
+
+def _object(ident: str) -> str:
+    """Digests and v1 ids cut to 12 hex characters; names (repo:tag, uuids) kept."""
+    if is_digest(ident) or is_v1_id(ident):
+        return short(ident)
+    return out.clip(ident, 40)
+
+
+class _Bar:
+    """Feeds the hasher's progress into a rich bar (rich is imported only on a terminal)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            "verify",
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("verify", total=None)
+
+    def start(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def advance(self, amount: int) -> None:
+        self._progress.advance(self._task, amount)
+
+    def __enter__(self) -> _Bar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.stop()
+
+
+def _progress_bar(quick: bool) -> AbstractContextManager[_Bar | None]:
+    if quick or not sys.stdout.isatty():
+        return nullcontext()
+    return _Bar()
+
+
+def _cores() -> int:
+    """The cores this process may run on (os.cpu_count ignores CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
