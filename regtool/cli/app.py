@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("ls", "ls"),
     "layers": ("layers", "layers"),
     "verify": ("verify", "verify_command"),
+    "rm": ("rm", "rm"),
+    "gc": ("gc", "gc"),
 }
 
 

@@ -1,0 +1,171 @@
+"""`regtool gc`: plan the garbage, show it, and delete exactly that under the storage lock."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regtool.cli import output as out
+from regtool.cli.confirm import confirm
+from regtool.cli.errors import ExitCode, friendly_errors
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
+from regtool.cli.output import Format
+from regtool.layout.detect import load_config
+from regtool.ops.gc import GcEntry, GcOptions, GcPlan, collect_garbage, parse_duration, plan_gc
+
+_LONG_HEX = re.compile(r"(?<![0-9a-f])[0-9a-f]{64,128}(?![0-9a-f])")
+
+
+@friendly_errors
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Print the plan; delete nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace", help="Keep anything written this recently (0, 30m, 2h): pushes in flight."
+        ),
+    ] = "1h",
+    delete_untagged: Annotated[
+        bool,
+        typer.Option(
+            "--delete-untagged",
+            "-m",
+            help="Also drop manifests no tag reaches (index children and artifacts of kept "
+            "manifests stay).",
+        ),
+    ] = False,
+    upload_age: Annotated[
+        str, typer.Option("--upload-age", help="Remove uploads untouched for this long (v2).")
+    ] = "24h",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Sweep even when live manifests or links are unreadable (skips them)."
+        ),
+    ] = False,
+    root: RootOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Delete what no tag or manifest needs any more, on a live registry's storage.
+
+    Marks every manifest a repository holds (with --delete-untagged: every manifest a tag
+    reaches), through indexes to any depth, and sweeps the rest: blobs, dangling layer links,
+    stale uploads and emptied repositories on v2; image folders no tag's ancestry needs on
+    v1. Anything newer than --grace is kept. Refuses (exit 1) when a live manifest cannot
+    be read; holds an exclusive lock on .regtool.lock while it deletes.
+
+    Example:
+
+        regtool gc --root /var/lib/registry --dry-run --grace 0
+    """
+    options = GcOptions(
+        grace=parse_duration(grace, "--grace"),
+        upload_age=parse_duration(upload_age, "--upload-age"),
+        delete_untagged=delete_untagged,
+        force=force,
+    )
+    reader = reader_for(root, config)
+    if yes and not dry_run:
+        result = collect_garbage(reader, options)
+        _report_problems(result.plan)
+        _emit(result.plan, fmt, "deleted")
+        _after_sweep(result.plan, config, result.failed)
+        return
+    plan = plan_gc(reader, options)
+    _report_problems(plan)
+    _emit(plan, fmt, "would delete" if dry_run else "to delete")
+    if dry_run or not plan.delete:
+        _after_sweep(plan, config, (), dry_run=True)
+        return
+    confirm(
+        f"Delete these {len(plan.delete)} entries ({out.human_size(plan.bytes)})?",
+        dry_run=dry_run,
+        yes=yes,
+    )
+    result = collect_garbage(reader, options, shown=plan)
+    _report_problems(result.plan)
+    for entry in result.skipped:
+        out.note(f"kept {entry.kind} {entry.id}: no longer garbage under the lock")
+    _emit(result.plan, fmt, "deleted")
+    _after_sweep(result.plan, config, result.failed)
+
+
+def _report_problems(plan: GcPlan) -> None:
+    for issue in plan.warnings:
+        out.warn(str(issue))
+    if not plan.problems:
+        return
+    if plan.forced:
+        for issue in plan.problems:
+            out.warn(f"skipped (--force): {issue}")
+        return
+    for issue in plan.problems:
+        out.note(f"Error: {issue}")
+    out.note(
+        "Error: gc deleted nothing: what these objects need cannot be proven, so sweeping "
+        "could lose live data"
+    )
+    out.note("Hint: repair or remove the named files (regtool verify), or pass --force")
+    raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+def _contract(plan: GcPlan) -> dict[str, object]:
+    """The documented JSON shape: {"delete": [{kind, id, size, path}], "bytes": N}."""
+    rows = [{"kind": e.kind, "id": e.id, "size": e.size, "path": e.path} for e in plan.delete]
+    return {"delete": rows, "bytes": plan.bytes}
+
+
+def _emit(plan: GcPlan, fmt: Format, verb: str) -> None:
+    out.emit(_contract(plan), fmt, lambda: _table(plan, verb))
+
+
+def _table(plan: GcPlan, verb: str) -> str:
+    rows = [[e.kind, _short(e), out.human_size(e.size), short_path(e.path)] for e in plan.delete]
+    summary = f"{verb} {len(plan.delete)} entries, {out.human_size(plan.bytes)}"
+    if plan.kept_recent:
+        summary += f"; kept {plan.kept_recent} newer than the grace window"
+    if not rows:
+        return f"nothing to delete ({plan.marked} objects in use)" + (
+            f"; kept {plan.kept_recent} newer than the grace window" if plan.kept_recent else ""
+        )
+    return out.grid(rows, ["KIND", "ID", "SIZE", "PATH"]) + "\n" + summary
+
+
+def short_path(path: str) -> str:
+    """A path with each 64/128-hex component cut to 12 characters, for tables."""
+    return _LONG_HEX.sub(lambda m: m.group(0)[:12] + "…", path)
+
+
+def _short(entry: GcEntry) -> str:
+    name, sep, digest = entry.id.rpartition("@")
+    if entry.kind in ("blob", "image"):
+        return out.short_id(entry.id)
+    return f"{name}@{out.short_id(digest)}" if sep else entry.id
+
+
+def _after_sweep(
+    plan: GcPlan,
+    config: Path | None,
+    failed: tuple[tuple[GcEntry, str], ...],
+    *,
+    dry_run: bool = False,
+) -> None:
+    swept = any(entry.kind == "blob" for entry in plan.delete)
+    if swept and config is not None and load_config(config).blobdescriptor_cache == "inmemory":
+        when = "after this sweep runs" if dry_run else "now"
+        out.note(
+            f"note: {config} uses storage.cache.blobdescriptor: inmemory; restart that "
+            f"registry {when}, or it keeps answering that swept blobs exist and pushes "
+            "of them are skipped"
+        )
+    for entry, reason in failed:
+        out.warn(f"could not delete {entry.path}: {reason}")
+    if failed:
+        raise typer.Exit(int(ExitCode.OPERATIONAL))

@@ -1,0 +1,137 @@
+"""rm on copies of both fixture trees: what is removed, what is kept and why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from regtool.errors import BadReferenceError, LockHeldError, UnknownReferenceError, UsageError
+from regtool.layout.detect import open_reader
+from regtool.layout.v1 import paths as v1paths
+from regtool.layout.v2 import paths as v2paths
+from regtool.ops.gc import GcEntry, GcOptions, plan_gc
+from regtool.ops.rm import RmPlan, plan_rm, remove
+from regtool.storage.lock import storage_lock
+from tests.conftest import FIXTURES
+
+EXPECTED_V2 = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
+BUSYBOX = EXPECTED_V2["manifests"]["busybox:latest"]
+CENTOS67 = EXPECTED_V2["manifests"]["centos:6.7"]
+MULTI = EXPECTED_V2["manifests"]["multi:latest"]
+ARM_CHILD = MULTI["manifests"][1]["digest"]
+
+
+def kinds(plan: RmPlan) -> set[tuple[str, str]]:
+    return {(e.kind, e.id) for e in plan.delete}
+
+
+def test_rm_v2_removes_the_tag_folder_and_leaves_the_revision(v2_root):
+    plan = plan_rm(open_reader(v2_root), ["busybox:latest"])
+    assert plan.delete == (
+        GcEntry("tag", "busybox:latest", 0, v2paths.tag_dir("busybox", "latest")),
+    )
+    result = remove(open_reader(v2_root), ["busybox:latest"])
+    assert result.plan.delete == plan.delete
+    assert not (v2_root / v2paths.tag_dir("busybox", "latest")).exists()
+    assert (v2_root / v2paths.revision_link("busybox", BUSYBOX["digest"])).exists()
+
+
+def test_rm_v2_with_manifest_drops_the_revision_so_gc_frees_the_layers(v2_root):
+    plan = plan_rm(open_reader(v2_root), ["centos6"], manifest=True)
+    digest = EXPECTED_V2["manifests"]["centos6:latest"]["digest"]
+    assert kinds(plan) == {("tag", "centos6:latest"), ("manifest", f"centos6@{digest}")}
+    remove(open_reader(v2_root), ["centos6"], manifest=True)
+    assert not (v2_root / v2paths.revision_link("centos6", digest)).exists()
+    swept = {e.id for e in plan_gc(open_reader(v2_root), GcOptions(grace=0)).delete}
+    assert digest in swept
+
+
+def test_rm_v2_manifest_kept_while_another_tag_points_at_it(v2_root):
+    tags = v2_root / v2paths.tags_dir("centos")
+    shutil.copytree(tags / "6.7", tags / "six")
+    plan = plan_rm(open_reader(v2_root), ["centos:6.7"], manifest=True)
+    assert kinds(plan) == {("tag", "centos:6.7")}
+    assert plan.notes and "centos:six" in plan.notes[0]
+    both = plan_rm(open_reader(v2_root), ["centos:6.7", "centos:six"], manifest=True)
+    assert ("manifest", f"centos@{CENTOS67['digest']}") in kinds(both)
+
+
+def test_rm_v2_manifest_by_digest_keeps_a_child_of_a_tagged_index(v2_root):
+    plan = plan_rm(open_reader(v2_root), [f"multi@{ARM_CHILD}"], manifest=True)
+    assert plan.delete == ()
+    assert "multi:latest" in plan.notes[0]
+
+
+def test_rm_v2_manifest_by_digest_removes_every_tag_pointing_at_it(v2_root):
+    plan = plan_rm(open_reader(v2_root), [f"busybox@{BUSYBOX['digest']}"], manifest=True)
+    assert kinds(plan) == {
+        ("tag", "busybox:latest"),
+        ("manifest", f"busybox@{BUSYBOX['digest']}"),
+    }
+
+
+def test_rm_by_digest_without_manifest_is_a_usage_error(v2_root):
+    with pytest.raises(UsageError, match="--manifest"):
+        plan_rm(open_reader(v2_root), [f"busybox@{BUSYBOX['digest']}"])
+
+
+def test_rm_accepts_library_short_forms_on_v1(v1_root):
+    plan = plan_rm(open_reader(v1_root), ["busybox"])
+    assert {e.path for e in plan.delete} == {
+        v1paths.tag_file("library/busybox", "latest"),
+        v1paths.tag_json("library/busybox", "latest"),
+        v1paths.repository_json("library/busybox"),
+    }
+    remove(open_reader(v1_root), ["busybox"])
+    for entry in plan.delete:
+        assert not (v1_root / entry.path).exists()
+    assert (v1_root / v1paths.index_images("library/busybox")).exists()
+
+
+def test_rm_v1_of_a_tag_other_than_latest_keeps_the_repository_json(v1_root):
+    plan = plan_rm(open_reader(v1_root), ["library/centos:6.7"])
+    assert {e.path for e in plan.delete} == {
+        v1paths.tag_file("library/centos", "6.7"),
+        v1paths.tag_json("library/centos", "6.7"),
+    }
+
+
+def test_rm_v1_refuses_manifest(v1_root):
+    with pytest.raises(UsageError, match="v2"):
+        plan_rm(open_reader(v1_root), ["busybox"], manifest=True)
+
+
+def test_rm_removes_a_tag_whose_link_is_broken(v2_root):
+    (v2_root / v2paths.tag_current_link("busybox", "latest")).write_text("garbage")
+    plan = plan_rm(open_reader(v2_root), ["busybox:latest"], manifest=True)
+    assert kinds(plan) == {("tag", "busybox:latest")}
+    assert "broken" in plan.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("ref", "error"),
+    [
+        ("busybox:nope", UnknownReferenceError),
+        ("nothere", UnknownReferenceError),
+        ("Bad Ref", BadReferenceError),
+    ],
+)
+def test_rm_names_what_it_cannot_find(v2_root, ref, error):
+    with pytest.raises(error):
+        plan_rm(open_reader(v2_root), [ref])
+
+
+def test_rm_while_the_lock_is_held_fails_with_lock_held(v2_root):
+    with storage_lock(v2_root, exclusive=True), pytest.raises(LockHeldError):
+        remove(open_reader(v2_root), ["busybox"])
+    assert (v2_root / v2paths.tag_dir("busybox", "latest")).exists()
+
+
+def test_rm_deletes_only_what_the_shown_plan_named(v2_root: Path):
+    shown = plan_rm(open_reader(v2_root), ["busybox"])
+    result = remove(open_reader(v2_root), ["busybox", "centos:6.7"], shown=shown)
+    assert result.plan.delete == shown.delete
+    assert (v2_root / v2paths.tag_dir("centos", "6.7")).exists()
