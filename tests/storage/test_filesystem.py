@@ -72,3 +72,21 @@ def test_readonly_driver_refuses_every_write(tmp_path):
     with pytest.raises(StorageError, match="read-only"):
         driver.delete("a")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_open_append_creates_then_appends(driver):
+    with driver.open_append("u/1/data") as handle:
+        handle.write(b"ab")
+    with driver.open_append("u/1/data") as handle:
+        handle.write(b"cd")
+    assert driver.get("u/1/data") == b"abcd"
+
+
+def test_open_append_refuses_when_read_only(tmp_path):
+    with pytest.raises(StorageError):
+        FilesystemDriver(tmp_path, readonly=True).open_append("u/1/data")
+
+
+def test_open_append_refuses_dot_dot(driver):
+    with pytest.raises(InvalidPath):
+        driver.open_append("../escape")

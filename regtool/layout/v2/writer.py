@@ -12,6 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from regtool.layout.v2 import paths
 from regtool.model.digest import split_digest
@@ -51,6 +52,10 @@ class V2Writer:
         self.driver.put(paths.upload_startedat(repo, upload_id), startedat_now())
         self.driver.put(paths.upload_data(repo, upload_id), b"")
         return upload_id
+
+    def append_upload(self, repo: str, upload_id: str) -> BinaryIO:
+        """The session's `data` opened for appending the next chunk (the caller closes it)."""
+        return self.driver.open_append(paths.upload_data(repo, upload_id))
 
     def cancel_upload(self, repo: str, upload_id: str) -> None:
         self.driver.delete(paths.upload_dir(repo, upload_id))
@@ -105,8 +110,32 @@ class V2Writer:
         self.link_blob(repo, digest)
         return digest
 
+    def put_blob_stream(self, digest: str, chunks: Iterable[bytes]) -> int:
+        """Stream a blob whose digest is known in advance straight to its final path.
+
+        The driver writes a temp file and renames it, so a reader never sees partial data;
+        if the bytes hash to something else, DigestMismatch is raised and nothing is left.
+        No upload folder and no link: for bulk writers (migrate) that link afterwards.
+        """
+        algorithm = split_digest(digest)[0]
+        hasher = hashlib.new(algorithm)
+
+        def checked() -> Iterable[bytes]:
+            for chunk in chunks:
+                hasher.update(chunk)
+                yield chunk
+            actual = f"{algorithm}:{hasher.hexdigest()}"
+            if actual != digest:
+                raise DigestMismatch(digest, actual)
+
+        return self.driver.put_stream(paths.blob_data(digest), checked())
+
     def link_blob(self, repo: str, digest: str) -> None:
         self.driver.put(paths.layer_link(repo, digest), digest.encode())
+
+    def unlink_blob(self, repo: str, digest: str) -> None:
+        """What 2.8.2's blob DELETE does: drop the repository's link; the data stays for gc."""
+        self.driver.delete(paths.layer_link(repo, digest))
 
     # -- manifests and tags --------------------------------------------------------------
     def put_manifest(self, repo: str, raw: bytes, tag: str | None = None) -> str:

@@ -1,0 +1,194 @@
+"""`regtool serve`: a registry endpoint over the storage, byte-compatible with registry:2."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from regtool.cli import output as out
+from regtool.cli.errors import friendly_errors
+from regtool.cli.options import ConfigOpt, RootOpt
+from regtool.errors import UsageError
+from regtool.layout.detect import DEFAULT_ROOT, load_config
+from regtool.server import tls as tlsmod
+from regtool.server.app import App, open_context
+from regtool.server.auth import Htpasswd
+from regtool.server.handlers.context import Options
+from regtool.server.stdlib import RegistryServer, serve_until_signalled
+
+DEFAULT_ADDR = "127.0.0.1:5000"
+
+
+class TlsMode(StrEnum):
+    auto = "auto"
+    off = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What --config contributes (command-line options win over it)."""
+
+    root: Path | None = None
+    addr: str | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    htpasswd: Path | None = None
+    delete: bool | None = None
+    read_only: bool = False
+
+
+@friendly_errors
+def serve(
+    root: RootOpt = None,
+    config: ConfigOpt = None,
+    addr: Annotated[
+        str | None,
+        typer.Option(
+            "--addr",
+            help=f"HOST:PORT to listen on (port 0: any free port) [default: {DEFAULT_ADDR}]",
+            show_default=False,
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Refuse every write (405 UNSUPPORTED).")
+    ] = False,
+    no_delete: Annotated[
+        bool, typer.Option("--no-delete", help="Refuse manifest, tag and blob DELETEs.")
+    ] = False,
+    tls: Annotated[
+        TlsMode,
+        typer.Option(
+            "--tls",
+            help="auto: make a local CA and a server certificate, kept "
+            "beside the root in ROOT-tls/, and serve HTTPS.",
+            case_sensitive=False,
+        ),
+    ] = TlsMode.off,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Key of --tls-cert.")] = None,
+    tls_name: Annotated[
+        list[str] | None,
+        typer.Option("--tls-name", help="Extra host name or address for --tls auto (repeatable)."),
+    ] = None,
+    htpasswd: Annotated[
+        Path | None,
+        typer.Option(
+            "--htpasswd",
+            help="Require Basic auth from users of this htpasswd file "
+            "(bcrypt; see `regtool htpasswd`).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the storage as a registry (OCI distribution API) that docker, podman,
+    skopeo and oras push to and pull from.
+
+    The first output line is always `listening on http://HOST:PORT` (https with TLS).
+    A missing root is created as an empty v2 storage. On a legacy v1 storage the v1 read endpoints
+    (/v1/search, tags, image json/ancestry/layer) work, v2 reads answer NAME_UNKNOWN and
+    v2 writes 405 UNSUPPORTED (run `regtool migrate` first). One access-log line per
+    request goes to stderr. Ctrl-C or SIGTERM stops it after the requests in flight finish.
+
+    Example:
+
+        regtool serve --root /var/lib/registry --addr 0.0.0.0:5000 --tls auto
+    """
+    settings = _settings(config) if config is not None else Settings()
+    chosen_root = root or settings.root or DEFAULT_ROOT
+    host, port = parse_addr(addr or settings.addr or DEFAULT_ADDR)
+    cert, key = tls_cert or settings.cert, tls_key or settings.key
+    if (cert is None) != (key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    options = Options(
+        read_only=read_only or settings.read_only,
+        delete_enabled=not no_delete and settings.delete is not False,
+    )
+    ctx = open_context(chosen_root, options)
+    ssl_context, steps = _tls(tls, cert, key, chosen_root, host, tls_name or [])
+    auth = _auth(htpasswd or settings.htpasswd)
+    server = RegistryServer(
+        (host, port), App(ctx, auth), ssl_context=ssl_context, access_log=sys.stderr.buffer
+    )
+
+    def announce() -> None:
+        sys.stdout.write(f"listening on {server.url}\n")
+        sys.stdout.flush()
+        if ctx.layout == "v1":
+            out.note("legacy v1 storage: serving read-only (run `regtool migrate` to convert it)")
+        for line in steps(server.server_address[1]):
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    serve_until_signalled(server, announce)
+
+
+def parse_addr(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--addr {text!r} is not HOST:PORT", hint="e.g. --addr 0.0.0.0:5000")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _settings(path: Path) -> Settings:
+    """The distribution config.yml keys serve understands."""
+    loaded = load_config(path)
+    raw: dict[str, Any] = loaded.raw
+    http = raw.get("http") if isinstance(raw.get("http"), dict) else {}
+    tls = http.get("tls") if isinstance(http.get("tls"), dict) else {}
+    auth = raw.get("auth") if isinstance(raw.get("auth"), dict) else {}
+    htpasswd = auth.get("htpasswd") if isinstance(auth.get("htpasswd"), dict) else {}
+    storage = raw.get("storage") if isinstance(raw.get("storage"), dict) else {}
+    delete = storage.get("delete")
+
+    def _path(value: object) -> Path | None:
+        if not value:
+            return None
+        given = Path(str(value))
+        return given if given.is_absolute() else path.parent / given
+
+    return Settings(
+        root=loaded.root,
+        addr=str(http["addr"]) if http.get("addr") else None,
+        cert=_path(tls.get("certificate")),
+        key=_path(tls.get("key")),
+        htpasswd=_path(htpasswd.get("path")),
+        delete=bool(delete.get("enabled")) if isinstance(delete, dict) else None,
+        read_only=loaded.readonly,
+    )
+
+
+def _tls(
+    mode: TlsMode, cert: Path | None, key: Path | None, root: Path, host: str, names: list[str]
+) -> tuple[ssl.SSLContext | None, Callable[[int], list[str]]]:
+    """The SSL context (or None) and a function giving the lines to print for clients."""
+
+    if cert is not None and key is not None:
+        return tlsmod.server_context(cert, key), _no_steps
+    if mode is not TlsMode.auto:
+        return None, _no_steps
+    folder = root.parent / f"{root.name}-tls"
+    files = tlsmod.ensure_auto_tls(folder, tlsmod.default_names(host) + list(names))
+
+    def steps(actual_port: int) -> list[str]:
+        shown = "localhost" if host in ("0.0.0.0", "::") else host
+        lines = [f"CA certificate: {files.ca_cert}" + (" (new)" if files.created else "")]
+        return lines + tlsmod.client_steps(f"{shown}:{actual_port}", files.ca_cert)
+
+    return tlsmod.server_context(files.server_cert, files.server_key), steps
+
+
+def _no_steps(port: int) -> list[str]:
+    return []
+
+
+def _auth(path: Path | None) -> Htpasswd | None:
+    return Htpasswd(path) if path is not None else None

@@ -1,0 +1,130 @@
+"""Dispatch: auth, route, call the handler; the one place that turns errors into spec JSON."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from regtool.layout.detect import locate
+from regtool.layout.v2 import paths
+from regtool.server.handlers import blobs, catalog, manifests, referrers, tags, uploads, v1
+from regtool.server.handlers.context import Context, Options
+from regtool.server.http import ApiError, Request, Response
+from regtool.server.routes import route
+from regtool.storage.driver import StorageError
+
+Handler = Callable[[Context, Request, str, str], Response]
+
+# (endpoint, method) -> handler; HEAD is served by the GET handler (the body is not sent)
+HANDLERS: dict[tuple[str, str], Handler] = {
+    ("base", "GET"): catalog.base,
+    ("catalog", "GET"): catalog.catalog,
+    ("tags", "GET"): tags.list_tags,
+    ("manifest", "GET"): manifests.get_manifest,
+    ("manifest", "PUT"): manifests.put_manifest,
+    ("manifest", "DELETE"): manifests.delete_manifest,
+    ("blob", "GET"): blobs.get_blob,
+    ("blob", "DELETE"): blobs.delete_blob,
+    ("uploads", "POST"): uploads.start_upload,
+    ("upload", "GET"): uploads.upload_status,
+    ("upload", "PATCH"): uploads.patch_upload,
+    ("upload", "PUT"): uploads.finish_upload,
+    ("upload", "DELETE"): uploads.cancel_upload,
+    ("referrers", "GET"): referrers.get_referrers,
+    ("v1_ping", "GET"): v1.ping,
+    ("v1_search", "GET"): v1.search,
+    ("v1_tags", "GET"): v1.tags,
+    ("v1_tag", "GET"): v1.tag,
+    ("v1_repository_images", "GET"): v1.repository_images,
+    ("v1_image", "GET"): v1.image,
+}
+NAMED = frozenset({"tags", "manifest", "blob", "uploads", "upload", "referrers"})
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+class Authenticator(Protocol):
+    def check(self, authorization_header: str | None) -> bool: ...
+
+    def challenge(self) -> str: ...
+
+
+class App:
+    def __init__(self, ctx: Context, auth: Authenticator | None = None) -> None:
+        self.ctx = ctx
+        self.auth = auth
+
+    def handle(self, req: Request) -> Response:
+        try:
+            response = self._dispatch(req)
+        except ApiError as exc:
+            response = error_response(exc)
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away mid-body: the transport drops the connection
+        except StorageError as exc:
+            sys.stderr.write(f"storage error: {exc}\n")
+            response = error_response(ApiError("UNKNOWN", "storage error"))
+        except Exception:  # the one catch-all: a bug must not kill the connection thread
+            traceback.print_exc(file=sys.stderr)
+            response = error_response(ApiError("UNKNOWN"))
+        if req.path.startswith("/v2"):
+            response.headers.update(API_VERSION)
+        return response
+
+    def _dispatch(self, req: Request) -> Response:
+        if self.auth is not None:
+            header = req.headers.get("authorization")
+            if not self.auth.check(header):
+                raise ApiError("UNAUTHORIZED", headers={"WWW-Authenticate": self.auth.challenge()})
+            req.user = basic_user(header or "")
+        match = route(req.path)
+        handler = HANDLERS.get((match.endpoint, "GET" if req.method == "HEAD" else req.method))
+        if handler is None:
+            if match.endpoint == "not_found":
+                raise ApiError("NOT_FOUND", detail={"path": req.path[:200]})
+            raise ApiError(
+                "UNSUPPORTED",
+                f"{req.method} is not supported here",
+                headers={"Allow": allowed(match.endpoint)},
+            )
+        if match.endpoint in NAMED:
+            self.ctx.check_name(match.name)
+        return handler(self.ctx, req, match.name, match.ref)
+
+
+def basic_user(header: str) -> str | None:
+    """The user name of a Basic Authorization header (for the access log)."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(token.strip(), validate=True).decode().partition(":")[0]
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def allowed(endpoint: str) -> str:
+    methods = {m for e, m in HANDLERS if e == endpoint}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def error_response(exc: ApiError) -> Response:
+    headers = {"Content-Type": "application/json"}
+    headers.update(exc.headers)
+    return Response(exc.status, headers, exc.body())
+
+
+def open_context(root: Path, options: Options) -> Context:
+    """The context serving `root`; a missing or empty root becomes an empty v2 tree."""
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        if options.read_only:
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            (root / paths.V2).mkdir(parents=True, exist_ok=True)
+    base, layout = locate(root)
+    return Context(base, layout or "v2", options)

@@ -1,0 +1,159 @@
+"""What every handler shares: the storage, its writer and reader, options, caches, the lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from regtool.layout.reader import Layout
+from regtool.layout.v1.reader import V1Reader
+from regtool.layout.v2 import paths
+from regtool.layout.v2.reader import LinkError, V2Reader
+from regtool.layout.v2.writer import V2Writer
+from regtool.model.digest import DigestError, parse_digest
+from regtool.model.manifest import ManifestError, parse_manifest
+from regtool.model.reference import valid_name, valid_tag
+from regtool.server.http import ApiError
+from regtool.storage.driver import PathNotFound, StorageError
+from regtool.storage.filesystem import FilesystemDriver
+from regtool.storage.lock import LockTimeout, storage_lock
+
+LOCK_TIMEOUT = 5.0
+MANIFEST_CACHE_BYTES = 64 * 1024 * 1024
+V1_HINT = "this is a legacy v1 storage, served read-only; run `regtool migrate` to convert it"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    read_only: bool = False
+    delete_enabled: bool = True
+    lock_timeout: float = LOCK_TIMEOUT
+
+
+def media_type_of(raw: bytes) -> str:
+    """The media type to answer a stored manifest with (its own, or inferred from its shape)."""
+    try:
+        return parse_manifest(raw).media_type
+    except ManifestError:
+        return "application/octet-stream"
+
+
+class Context:
+    """One storage root served over HTTP (thread-safe: caches are swapped under a lock)."""
+
+    def __init__(self, root: Path, layout: Layout, options: Options) -> None:
+        self.root = root
+        self.layout = layout
+        self.options = options
+        self.driver = FilesystemDriver(root, readonly=options.read_only or layout == "v1")
+        self.writer = V2Writer(self.driver)
+        self.v2 = V2Reader(self.driver, root)
+        self.v1 = V1Reader(self.driver, root) if layout == "v1" else None
+        self._mutex = threading.Lock()
+        # (repo, tag) -> (mtime of the tag's current link, digest)
+        self._tags: dict[tuple[str, str], tuple[float, str]] = {}
+        # digest -> (manifest bytes, media type); content-addressed, so never stale
+        self._manifests: dict[str, tuple[bytes, str]] = {}
+        self._manifest_bytes = 0
+        # repo -> (signature of its revisions folder, subject digest -> referrer digests)
+        self.referrers_cache: dict[str, tuple[object, dict[str, list[str]]]] = {}
+
+    # -- validation ----------------------------------------------------------------------
+    @staticmethod
+    def check_name(name: str) -> str:
+        if not valid_name(name):
+            raise ApiError("NAME_INVALID", detail={"name": name[:300]})
+        return name
+
+    @staticmethod
+    def check_digest(text: str, code: str = "DIGEST_INVALID") -> str:
+        try:
+            return parse_digest(text)
+        except DigestError as exc:
+            raise ApiError(code, f"invalid digest: {exc}", detail={"digest": text[:200]}) from None
+
+    @staticmethod
+    def check_tag(tag: str) -> str:
+        if not valid_tag(tag):
+            raise ApiError("TAG_INVALID", "invalid tag", detail={"tag": tag[:200]})
+        return tag
+
+    # -- reads ---------------------------------------------------------------------------
+    def repository_exists(self, name: str) -> bool:
+        """A folder holding `_layers` or `_manifests` (a bare namespace folder is not one)."""
+        return self.driver.exists(paths.layers_dir(name)) or self.driver.exists(
+            paths.manifests_dir(name)
+        )
+
+    def blob_linked(self, name: str, digest: str) -> bool:
+        return self.driver.exists(paths.layer_link(name, digest))
+
+    def tag_digest(self, name: str, tag: str) -> str | None:
+        """The digest a tag points to; cached, revalidated by the link file's mtime."""
+        link = paths.tag_current_link(name, tag)
+        try:
+            mtime = self.driver.stat(link).mtime
+        except (PathNotFound, StorageError):
+            return None
+        cached = self._tags.get((name, tag))
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            digest = self.v2.read_link(link)
+        except LinkError:
+            return None
+        self._tags[(name, tag)] = (mtime, digest)
+        return digest
+
+    def manifest(self, digest: str) -> tuple[bytes, str] | None:
+        """A stored manifest's bytes and media type (cached), or None when it is missing."""
+        cached = self._manifests.get(digest)
+        if cached is not None:
+            return cached
+        try:
+            raw = self.driver.get(paths.blob_data(digest))
+        except (PathNotFound, StorageError):
+            return None
+        return self.remember_manifest(digest, raw)
+
+    def remember_manifest(self, digest: str, raw: bytes) -> tuple[bytes, str]:
+        entry = (raw, media_type_of(raw))
+        with self._mutex:
+            if self._manifest_bytes + len(raw) > MANIFEST_CACHE_BYTES:
+                self._manifests = {}
+                self._manifest_bytes = 0
+            if digest not in self._manifests:
+                self._manifests[digest] = entry
+                self._manifest_bytes += len(raw)
+        return entry
+
+    def forget_tags(self, name: str) -> None:
+        with self._mutex:
+            self._tags = {k: v for k, v in self._tags.items() if k[0] != name}
+            self.referrers_cache.pop(name, None)
+
+    # -- writes --------------------------------------------------------------------------
+    def check_writable(self, *, deleting: bool = False) -> None:
+        if self.layout == "v1":
+            raise ApiError("UNSUPPORTED", V1_HINT)
+        if self.options.read_only:
+            raise ApiError("UNSUPPORTED", "this registry is read-only")
+        if deleting and not self.options.delete_enabled:
+            raise ApiError("UNSUPPORTED", "deletes are disabled on this registry")
+
+    @contextmanager
+    def writing(self, *, deleting: bool = False) -> Iterator[None]:
+        """Check writes are allowed, then hold the storage lock shared around the write."""
+        self.check_writable(deleting=deleting)
+        try:
+            with storage_lock(self.root, exclusive=False, timeout=self.options.lock_timeout):
+                yield
+        except LockTimeout:
+            raise ApiError(
+                "UNAVAILABLE",
+                "storage is locked by a running gc or rm; retry shortly",
+                headers={"Retry-After": "5"},
+            ) from None

@@ -1,0 +1,363 @@
+"""The HTTP/1.1 transport: `http.server.ThreadingHTTPServer` with a lean request handler.
+
+The handler parses request lines and headers itself (the stock BaseHTTPRequestHandler goes
+through the email parser), keeps connections alive, sets TCP_NODELAY (without it Nagle's
+algorithm holds small answers back ~40 ms), streams request bodies (Content-Length or
+chunked) to the handlers as they arrive, answers `Expect: 100-continue`, sends blob and
+layer files with `socket.sendfile`, and writes one access-log line per request.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import socketserver
+import ssl
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import ThreadingHTTPServer
+from typing import BinaryIO
+from urllib.parse import parse_qsl, unquote
+
+from regtool.server.app import App, error_response
+from regtool.server.http import ApiError, Request, Response
+
+MAX_LINE = 65536
+MAX_HEADERS = 200
+CHUNK = 1 << 20
+IDLE_TIMEOUT = 120.0
+DRAIN_LIMIT = 8 << 20
+TLS_HANDSHAKE = b"\x16"  # first byte of a TLS ClientHello record
+SEND_TIMEOUT = struct.pack("ll", int(IDLE_TIMEOUT), 0)  # struct timeval for SO_SNDTIMEO
+REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+class BadRequest(Exception):
+    pass
+
+
+class _Body:
+    """A request body read on demand; sends `100 Continue` first when the client waits."""
+
+    def __init__(
+        self, rfile: BinaryIO, length: int | None, on_start: Callable[[], None] | None
+    ) -> None:
+        self.rfile = rfile
+        self.remaining = length  # None: chunked
+        self.done = length == 0
+        self._on_start: Callable[[], None] | None = on_start
+
+    def _start(self) -> None:
+        if self._on_start is not None:
+            self._on_start()
+            self._on_start = None
+
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
+        self._start()
+        if self.remaining is None:
+            yield from self._chunked(size)
+            return
+        while self.remaining > 0:
+            data = self.rfile.read(min(size, self.remaining))
+            if not data:
+                raise ConnectionError("client closed the connection mid-body")
+            self.remaining -= len(data)
+            yield data
+        self.done = True
+
+    def _chunked(self, size: int) -> Iterator[bytes]:
+        """Decode a chunked body; small chunks (Go clients send 32 KiB ones) are gathered
+        into pieces of about `size` bytes, so hashing and writing see few large calls."""
+        pending: list[bytes] = []
+        held = 0
+        readline, read = self.rfile.readline, self.rfile.read
+        while not self.done:
+            line = readline(MAX_LINE)
+            try:
+                left = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ConnectionError("malformed chunked body") from None
+            if left == 0:
+                while readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                self.done = True
+                break
+            while left > 0:
+                data = read(min(size, left))
+                if not data:
+                    raise ConnectionError("client closed the connection mid-body")
+                left -= len(data)
+                pending.append(data)
+                held += len(data)
+                if held >= size:
+                    yield b"".join(pending)
+                    pending, held = [], 0
+            readline(MAX_LINE)
+        if pending:
+            yield b"".join(pending)
+
+    def read_all(self, limit: int) -> bytes:
+        if self.remaining is not None and self.remaining > limit:
+            raise ApiError("MANIFEST_INVALID", f"body larger than {limit} bytes", status=413)
+        parts, total = [], 0
+        for part in self.chunks():
+            total += len(part)
+            if total > limit:
+                raise ApiError("MANIFEST_INVALID", f"body larger than {limit} bytes", status=413)
+            parts.append(part)
+        return b"".join(parts)
+
+
+class RegistryHandler(socketserver.StreamRequestHandler):
+    rbufsize = 1 << 16
+    wbufsize = 0
+    timeout = IDLE_TIMEOUT
+    server: RegistryServer
+
+    def setup(self) -> None:
+        context = self.server.ssl_context
+        self.request.settimeout(self.timeout)
+        if context is not None:
+            # the handshake happens on first read, inside handle(), where failures are quiet
+            self.request = context.wrap_socket(
+                self.request, server_side=True, do_handshake_on_connect=False
+            )
+            self.connection = self.request
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, SEND_TIMEOUT)
+        super().setup()
+
+    def handle(self) -> None:
+        try:
+            while self._one():
+                pass
+        except (ConnectionError, TimeoutError, ssl.SSLError, OSError):
+            return
+
+    def _one(self) -> bool:
+        if self.rfile.peek(1)[:1] == TLS_HANDSHAKE:  # type: ignore[attr-defined]
+            # a client trying HTTPS first (skopeo, podman): fail its handshake at once
+            self.connection.sendall(b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\n\r\n")
+            return False
+        line = self.rfile.readline(MAX_LINE + 1)
+        while line in (b"\r\n", b"\n"):
+            line = self.rfile.readline(MAX_LINE + 1)
+        if not line:
+            return False
+        started = time.perf_counter()
+        try:
+            req, keep_alive = self._parse(line)
+        except BadRequest as exc:
+            self._send(error_response(ApiError("UNKNOWN", str(exc), status=400)), False, False)
+            return False
+        with self.server.tracker:  # shutdown waits for the answer and its log line
+            response = self.server.app.handle(req)
+            body = req.body
+            assert isinstance(body, _Body)
+            if not body.done:
+                keep_alive = keep_alive and self._drain(body)
+            self._send(response, req.method == "HEAD", keep_alive)
+            self.server.log(self.client_address[0], req, response, started)
+        return keep_alive
+
+    def _parse(self, line: bytes) -> tuple[Request, bool]:
+        try:
+            method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ")
+        except ValueError:
+            raise BadRequest("malformed request line") from None
+        if not version.startswith("HTTP/1."):
+            raise BadRequest("unsupported HTTP version")
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADERS):
+            raw = self.rfile.readline(MAX_LINE + 1)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = raw.decode("latin-1").partition(":")
+            if not sep:
+                raise BadRequest("malformed header")
+            key = name.strip().lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        else:
+            raise BadRequest("too many headers")
+        path, _, query = target.partition("?")
+        connection = headers.get("connection", "").lower()
+        keep_alive = "close" not in connection and (
+            version != "HTTP/1.0" or "keep-alive" in connection
+        )
+        length: int | None = 0
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            length = None
+        elif "content-length" in headers:
+            text = headers["content-length"]
+            if not text.isdigit():
+                raise BadRequest("bad Content-Length")
+            length = int(text)
+        expect = headers.get("expect", "").lower() == "100-continue"
+        body = _Body(self.rfile, length, self._continue if expect else None)
+        req = Request(
+            method=method,
+            path=unquote(path),
+            query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
+            headers=headers,
+            body=body,
+        )
+        return req, keep_alive
+
+    def _continue(self) -> None:
+        self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _drain(self, body: _Body) -> bool:
+        """Read an unread body (up to a few MiB) so the connection can be reused and the
+        client sees the answer; False to close the connection instead."""
+        if body._on_start is not None or body.remaining is None or body.remaining > DRAIN_LIMIT:
+            return False
+        for _ in body.chunks():
+            pass
+        return True
+
+    def _sendfile(self, response: Response) -> None:
+        """Send a file region with the socket in blocking mode, so the kernel moves it in as
+        few sendfile(2) calls as it can (a stalled client still times out: SO_SNDTIMEO)."""
+        sock = self.connection
+        assert response.file is not None
+        if isinstance(sock, ssl.SSLSocket):
+            sock.sendfile(response.file, response.offset, response.length)
+            return
+        sock.settimeout(None)
+        try:
+            sock.sendfile(response.file, response.offset, response.length)
+        finally:
+            sock.settimeout(self.timeout)
+
+    def _send(self, response: Response, head: bool, keep_alive: bool) -> None:
+        headers = response.headers
+        lines = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Status')}"]
+        lines.extend(f"{k}: {v}" for k, v in headers.items())
+        if "Content-Length" not in headers:
+            lines.append(f"Content-Length: {response.content_length}")
+        lines.append(f"Date: {self.server.date()}")
+        if not keep_alive:
+            lines.append("Connection: close")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        sock = self.connection
+        try:
+            if head:
+                sock.sendall(data)
+            elif response.file is not None:
+                sock.sendall(data)
+                self._sendfile(response)
+            else:
+                sock.sendall(data + response.body)
+        finally:
+            if response.file is not None:
+                response.file.close()
+
+
+class _Tracker:
+    """Counts requests being handled, so shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self.active += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self.active -= 1
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.active == 0, timeout)
+
+
+class RegistryServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: App,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        access_log: BinaryIO | None = None,
+    ) -> None:
+        self.app = app
+        self.ssl_context = ssl_context
+        self.tracker = _Tracker()
+        self.access_log = access_log
+        self._log_lock = threading.Lock()
+        self._date = (0, "")
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, RegistryHandler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Connections that break are the client's business; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], (OSError, ssl.SSLError)):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+    def date(self) -> str:
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, formatdate(now, usegmt=True))
+        return self._date[1]
+
+    def log(self, client: str, req: Request, response: Response, started: float) -> None:
+        if self.access_log is None:
+            return
+        took = (time.perf_counter() - started) * 1000
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime())
+        line = (
+            f'{client} - {req.user or "-"} [{stamp}] "{req.method} {req.path}" '
+            f"{response.status} {response.content_length} {took:.1f}ms\n"
+        )
+        with self._log_lock:
+            self.access_log.write(line.encode())
+            self.access_log.flush()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        scheme = "https" if self.ssl_context is not None else "http"
+        shown = f"[{host}]" if ":" in str(host) else host
+        return f"{scheme}://{shown}:{port}"
+
+
+def serve_until_signalled(
+    server: RegistryServer, announce: Callable[[], None] = lambda: None, grace: float = 10.0
+) -> None:
+    """Serve until SIGTERM or Ctrl-C; then stop accepting and let running requests finish.
+
+    `announce` runs once the signal handlers are in place (so a client that reacts to the
+    announcement by stopping us is handled cleanly).
+    """
+    stop = threading.Event()
+
+    def _signalled(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, _signalled) for s in (signal.SIGTERM, signal.SIGINT)}
+    worker = threading.Thread(target=server.serve_forever, args=(0.1,), name="accept", daemon=True)
+    worker.start()
+    try:
+        announce()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.shutdown()
+        server.tracker.wait_idle(grace)
+        server.server_close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sys.stdout.flush()

@@ -1,0 +1,112 @@
+"""Start `regtool serve` for tests: in-process (API table) or as a subprocess (real clients)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from regtool.server.app import App, open_context
+from regtool.server.handlers.context import Options
+from regtool.server.stdlib import RegistryServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_V2 = REPO_ROOT / "tests" / "fixtures" / "v2"
+FIXTURE_V1 = REPO_ROOT / "tests" / "fixtures" / "v1"
+INSECURE = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    host: str  # 127.0.0.1:PORT
+    root: Path
+    log: Path | None = None
+    proc: subprocess.Popen[str] | None = None
+    server: RegistryServer | None = None
+
+
+@contextmanager
+def in_process(root: Path, options: Options | None = None, auth: object = None) -> Iterator[Served]:
+    """The server on a thread of this process, on a free port of 127.0.0.1."""
+    ctx = open_context(root, options or Options())
+    server = RegistryServer(("127.0.0.1", 0), App(ctx, auth))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        yield Served(f"http://{host}", host, ctx.root, server=server)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def subprocess_server(root: Path, *args: str, log: Path | None = None) -> Iterator[Served]:
+    """`regtool serve --addr 127.0.0.1:0 --root ROOT ARGS`; the URL comes from its first line."""
+    log = log or root.parent / f"{root.name}.serve.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "regtool",
+                "serve",
+                "--root",
+                str(root),
+                "--addr",
+                "127.0.0.1:0",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)},
+        )
+    assert proc.stdout is not None
+    first = proc.stdout.readline().strip()
+    if not first.startswith("listening on "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"serve did not start: {first!r}\n{log.read_text()}")
+    url = first.removeprefix("listening on ")
+    try:
+        yield Served(url, url.split("://", 1)[1], root, log, proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
+
+
+def copy_fixture(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+def skopeo(*args: str, timeout: float = 120) -> str:
+    done = subprocess.run(
+        ["skopeo", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"skopeo {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+@pytest.fixture
+def v2_copy(tmp_path: Path) -> Path:
+    return copy_fixture(FIXTURE_V2, tmp_path / "v2")

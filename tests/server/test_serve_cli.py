@@ -1,0 +1,212 @@
+"""`regtool serve` as users run it: defaults, --config, TLS, htpasswd, v1 roots, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from regtool.layout.v2 import paths
+from regtool.server import tls
+from regtool.server.auth import set_password
+from tests.server.conftest import FIXTURE_V1, copy_fixture, skopeo, subprocess_server
+from tests.support.refregistry import http_json, http_request
+
+V1_EXPECTED = json.loads((FIXTURE_V1 / "EXPECTED.json").read_text())
+
+
+def test_missing_root_becomes_an_empty_v2_tree_and_first_line_is_the_url(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    with subprocess_server(root) as served:
+        assert served.url.startswith("http://127.0.0.1:")
+        assert http_json(f"{served.url}/v2/_catalog")[1] == {"repositories": []}
+    assert (root / paths.V2).is_dir()
+
+
+def test_sigterm_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
+    with subprocess_server(tmp_path / "registry") as served:
+        assert served.proc is not None
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(timeout=10) == 0
+    assert not list((tmp_path / "registry").rglob("*.tmp"))
+
+
+def test_access_log_has_one_line_per_request(tmp_path: Path) -> None:
+    with subprocess_server(tmp_path / "registry") as served:
+        http_json(f"{served.url}/v2/")
+        http_json(f"{served.url}/v2/nope/tags/list")
+    assert served.log is not None
+    lines = [line for line in served.log.read_text().splitlines() if '"GET /v2/' in line]
+    assert len(lines) == 2 and " 200 " in lines[0] and " 404 " in lines[1]
+
+
+def test_bad_addr_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "regtool", "serve", "--root", str(tmp_path), "--addr", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("Error: --addr 'nope' is not HOST:PORT")
+
+
+def test_config_file_sets_root_and_read_only(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: reg\n"
+        "  maintenance:\n    readonly:\n      enabled: true\n"
+        "http:\n  addr: 127.0.0.1:0\n"
+    )
+    (tmp_path / "reg").mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regtool", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().removeprefix("listening on ")
+        status, body, _ = http_request("POST", f"{url}/v2/x/blobs/uploads/", data=b"")
+        assert status == 405 and json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert list((tmp_path / "reg").iterdir()) == []  # read-only: nothing written
+
+
+def test_tls_auto_serves_https_that_skopeo_trusts_with_only_the_ca(
+    v2_copy: Path, tmp_path: Path
+) -> None:
+    with subprocess_server(v2_copy, "--tls", "auto") as served:
+        assert served.url.startswith("https://127.0.0.1:")
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        (certs / "ca.crt").write_bytes((tmp_path / "v2-tls" / "ca.crt").read_bytes())
+        out = skopeo("inspect", "--cert-dir", str(certs), f"docker://{served.host}/busybox:latest")
+        assert json.loads(out)["Name"].endswith("/busybox")
+        refused = subprocess.run(
+            ["skopeo", "inspect", f"docker://{served.host}/busybox:latest"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert refused.returncode != 0 and "certificate" in refused.stderr
+    assert sorted(p.name for p in (tmp_path / "v2-tls").iterdir()) == [
+        "ca.crt",
+        "ca.key",
+        "server.crt",
+        "server.key",
+    ]
+
+
+def test_htpasswd_requires_credentials_on_every_endpoint(v2_copy: Path, tmp_path: Path) -> None:
+    users = tmp_path / "htpasswd"
+    set_password(users, "alice", "s3cret")
+    with subprocess_server(v2_copy, "--htpasswd", str(users)) as served:
+        status, _, headers = http_json(f"{served.url}/v2/_catalog")
+        assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="regtool"'
+        assert http_json(f"{served.url}/v1/_ping")[0] == 401
+        skopeo(
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "alice:s3cret",
+            f"docker://{served.host}/busybox:latest",
+        )
+        wrong = subprocess.run(
+            [
+                "skopeo",
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                "alice:wrong",
+                f"docker://{served.host}/busybox:latest",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert wrong.returncode != 0 and "unauthorized" in wrong.stderr.lower()
+    assert served.log is not None and " - alice [" in served.log.read_text()
+
+
+@pytest.fixture
+def v1_copy(tmp_path: Path) -> Path:
+    return copy_fixture(FIXTURE_V1, tmp_path / "v1")
+
+
+def test_v1_root_serves_legacy_reads_and_refuses_v2_writes(v1_copy: Path) -> None:
+    first = V1_EXPECTED["tags"][0]
+    name, tag, image = first["repository"], first["tag"], first["image"]
+    with subprocess_server(v1_copy) as served:
+        assert http_json(f"{served.url}/v1/_ping")[0] == 200
+        status, found, _ = http_json(f"{served.url}/v1/search?q=busybox")
+        assert status == 200 and {"description": "", "name": name} in found["results"]
+        assert http_json(f"{served.url}/v1/repositories/{name}/tags")[1][tag] == image
+        status, ancestry, _ = http_request("GET", f"{served.url}/v1/images/{image}/ancestry")
+        assert json.loads(ancestry) == first["ancestry"]
+        status, layer, _ = http_request("GET", f"{served.url}/v1/images/{image}/layer")
+        assert status == 200 and len(layer) == (v1_copy / "images" / image / "layer").stat().st_size
+        status, body, _ = http_request(
+            "PUT", f"{served.url}/v2/busybox/manifests/latest", data=b"{}"
+        )
+        error = json.loads(body)["errors"][0]
+        assert status == 405 and error["code"] == "UNSUPPORTED"
+        assert "regtool migrate" in error["message"]
+
+
+def test_serve_refuses_a_folder_that_is_no_registry(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "regtool",
+            "serve",
+            "--root",
+            str(tmp_path),
+            "--addr",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 3 and done.stderr.startswith("Error: ")
+    assert time.monotonic() - started < 30
+
+
+def test_own_certificate_and_key_serve_https(tmp_path: Path) -> None:
+    files = tls.ensure_auto_tls(tmp_path / "own", ["127.0.0.1"])
+    args = ("--tls-cert", str(files.server_cert), "--tls-key", str(files.server_key))
+    with subprocess_server(tmp_path / "registry", *args) as served:
+        assert served.url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(files.ca_cert))
+        with urllib.request.urlopen(f"{served.url}/v2/", context=context) as resp:
+            assert resp.status == 200
+            assert resp.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+
+
+def test_tls_cert_without_key_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "regtool", "serve", "--root", str(tmp_path), "--tls-cert", "x"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "--tls-key" in done.stderr
