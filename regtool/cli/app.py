@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc": ("gc", "gc"),
     "serve": ("serve", "serve"),
     "htpasswd": ("htpasswd", "htpasswd"),
+    "migrate": ("migrate", "migrate"),
+    "import": ("import_", "import_"),
+    "export": ("export", "export"),
 }
 
 

@@ -1,0 +1,135 @@
+"""`regtool migrate --from V1ROOT --to V2ROOT`: convert a legacy v1 tree into the v2 layout."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regtool.cli import output as out
+from regtool.cli.confirm import confirm
+from regtool.cli.errors import ExitCode, friendly_errors
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
+from regtool.cli.output import Format
+from regtool.layout.detect import choose_root
+from regtool.ops.migrate import MigrationPlan, MigrationResult, apply_migration, plan_migration
+
+
+@friendly_errors
+def migrate(
+    source: Annotated[
+        Path, typer.Option("--from", help="The v1 storage_path (holds images/, repositories/).")
+    ],
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to", help="The v2 rootdirectory to write (created when missing).", show_default=False
+        ),
+    ] = None,
+    oci: Annotated[bool, typer.Option("--oci", help="Write OCI manifests, not schema2.")] = False,
+    keep_library: Annotated[
+        bool, typer.Option("--keep-library", help="Keep 'library/NAME' (default: 'NAME').")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and write nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    root: RootOpt = None,
+    config: ConfigOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Convert every tagged v1 image chain into a v2 image, as the Docker engine would.
+
+    Layers keep their stored gzip bytes (xz and plain tars are recompressed); the config
+    comes from the top image's json plus rootfs and one history entry per v1 image.
+    'library/NAME' becomes 'NAME' so `docker pull HOST/NAME` keeps working. The source is
+    never modified; re-running skips what is already there. --to defaults to --root.
+    Exit 1 when a chain had to be skipped (missing parent or layer, corrupt layer).
+
+    Example:
+
+        regtool migrate --from /srv/registry-v1 --to /var/lib/registry --dry-run
+    """
+    destination = to if to is not None else choose_root(root, config)
+    plan = plan_migration(source, destination, oci=oci, keep_library=keep_library)
+    if dry_run or not yes:
+        out.emit(plan, fmt, lambda: _plan_table(plan))
+    if not plan.ready:
+        if not dry_run:
+            out.note("nothing to migrate")
+        raise typer.Exit(int(ExitCode.PROBLEMS) if plan.skipped else 0)
+    question = f"Write {len(plan.ready)} tags into {destination}?"
+    if not confirm(question, dry_run=dry_run, yes=yes):
+        raise typer.Exit(int(ExitCode.PROBLEMS) if plan.skipped else 0)
+    with _progress(plan.layer_bytes) as advance:
+        result = apply_migration(plan, progress=advance)
+    for skipped in result.skipped:
+        out.warn(f"skipped {skipped.source}: {skipped.problem}")
+    out.emit(result, fmt, lambda: _result_table(result))
+    if result.skipped:
+        raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None] | None]:
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("migrating", total=total)
+        yield lambda size: bar.advance(task, size)
+
+
+def _plan_table(plan: MigrationPlan) -> str:
+    rows = []
+    for chain in plan.chains:
+        note = chain.problem and f"SKIPPED: {chain.problem}"
+        if not note and chain.recompress:
+            note = f"{len(chain.recompress)} layer(s) recompressed to gzip"
+        rows.append(
+            [
+                chain.source,
+                f"{chain.repository}:{chain.tag}",
+                len(chain.images),
+                out.human_size(chain.layer_bytes) if chain.problem is None else "-",
+                note or "",
+            ]
+        )
+    table = out.grid(rows, ["SOURCE", "DESTINATION", "IMAGES", "LAYERS", "NOTE"])
+    kind = "OCI" if plan.oci else "schema2"
+    total = (
+        f"Plan ({kind}): {len(plan.ready)} tags in {len(plan.repositories)} repositories, "
+        f"{plan.images} v1 images, {out.human_size(plan.layer_bytes)} of layers"
+    )
+    if plan.recompress:
+        total += f", {len(plan.recompress)} recompressed to gzip"
+    if plan.skipped:
+        total += f"; {len(plan.skipped)} skipped"
+    return f"{table}\n{total}"
+
+
+def _result_table(result: MigrationResult) -> str:
+    rows = [
+        [
+            result.repositories,
+            result.tags,
+            f"{result.blobs_written} new, {result.blobs_present} present",
+            out.human_size(result.bytes_written),
+            f"{result.seconds:.1f}",
+        ]
+    ]
+    return out.grid(rows, ["REPOSITORIES", "TAGS", "BLOBS", "BYTES", "SECONDS"])

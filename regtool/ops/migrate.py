@@ -1,0 +1,401 @@
+"""Migrate a legacy v1 tree into distribution's v2 layout, on disk, chain by chain.
+
+plan_migration reads the v1 tree (never writing) and lists, per tag, the chain of v1
+images to convert, its layer bytes, the layers to recompress and why a chain cannot be
+converted. apply_migration writes the plan: for each chain it first reads every layer
+(digest + diff_id; a corrupt layer stops the chain before anything is written), then
+writes layer blobs, the config, the manifest (blob + revision link) and last the tag, so
+an interruption leaves no tag pointing at a missing manifest. What already exists is left
+alone, so a re-run writes nothing new.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from regtool.errors import LockHeldError, RootError, UsageError
+from regtool.layout.detect import locate, open_reader
+from regtool.layout.v1 import paths as v1paths
+from regtool.layout.v1.reader import V1Reader
+from regtool.layout.v2 import paths as v2paths
+from regtool.layout.v2.writer import DigestMismatch, V2Writer
+from regtool.model.digest import digest_of
+from regtool.model.reference import valid_name, valid_tag
+from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
+from regtool.ops import layerio
+from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
+from regtool.storage.filesystem import FilesystemDriver
+from regtool.storage.lock import LockTimeout, storage_lock
+
+Progress = Callable[[int], None]
+LOCK_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEntry:
+    """One v1 tag and the chain of images that becomes one v2 image."""
+
+    source: str  # v1 name:tag as stored (library/busybox:latest)
+    repository: str  # v2 name it is written to
+    tag: str
+    image: str  # top v1 image id
+    images: tuple[str, ...]  # v1 ids, base first
+    layer_bytes: int  # stored layer bytes of the chain
+    recompress: tuple[str, ...]  # v1 ids whose layer is xz, bzip2 or a plain tar
+    problem: str | None  # why the chain is skipped
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationPlan:
+    source: str
+    destination: str
+    oci: bool
+    chains: tuple[ChainEntry, ...]
+    images: int  # distinct v1 images of the chains that will be converted
+    layer_bytes: int  # their distinct stored layer bytes
+    recompress: tuple[str, ...]  # distinct v1 ids to recompress
+
+    @property
+    def ready(self) -> tuple[ChainEntry, ...]:
+        return tuple(c for c in self.chains if c.problem is None)
+
+    @property
+    def skipped(self) -> tuple[ChainEntry, ...]:
+        return tuple(c for c in self.chains if c.problem is not None)
+
+    @property
+    def repositories(self) -> tuple[str, ...]:
+        return tuple(sorted({c.repository for c in self.ready}))
+
+
+@dataclass(frozen=True, slots=True)
+class MigratedTag:
+    source: str
+    repository: str
+    tag: str
+    manifest: str
+    status: str  # written | present
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedTag:
+    source: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    migrated: tuple[MigratedTag, ...]
+    skipped: tuple[SkippedTag, ...]
+    repositories: int
+    tags: int
+    blobs_written: int
+    blobs_present: int
+    bytes_written: int
+    seconds: float
+
+
+# -- planning -------------------------------------------------------------------------------
+def destination_name(v1_name: str, keep_library: bool) -> str:
+    prefix = v1paths.LIBRARY + "/"
+    if not keep_library and v1_name.startswith(prefix):
+        return v1_name[len(prefix) :]
+    return v1_name
+
+
+def _open_v1(source: Path) -> V1Reader:
+    reader = open_reader(source)
+    if not isinstance(reader, V1Reader):
+        raise RootError(
+            f"{source} is not a legacy v1 tree (no images/ or repositories/)",
+            hint="--from names the v1 storage_path, the folder holding images/",
+        )
+    return reader
+
+
+def _check_destination(destination: Path) -> None:
+    if destination.exists():
+        if not destination.is_dir():
+            raise RootError(f"destination {destination} is not a folder")
+        if locate(destination)[1] == "v1":
+            raise UsageError(f"destination {destination} holds a v1 tree; migrate writes v2")
+
+
+def plan_migration(
+    source: Path, destination: Path, *, oci: bool = False, keep_library: bool = False
+) -> MigrationPlan:
+    """What migrating `source` (v1) into `destination` (v2) would write. Reads only."""
+    reader = _open_v1(source)
+    _check_destination(destination)
+    sniffed: dict[str, str] = {}
+    chains = []
+    for repo in reader.repositories():
+        for link in reader.tags(repo.name):
+            chains.append(
+                _plan_chain(
+                    reader,
+                    link.repository,
+                    link.tag,
+                    link.digest,
+                    link.issue,
+                    keep_library,
+                    sniffed,
+                )
+            )
+    counted: dict[str, int] = {}
+    recompress: list[str] = []
+    for chain in chains:
+        if chain.problem is not None:
+            continue
+        for image_id in chain.images:
+            if image_id not in counted:
+                counted[image_id] = reader.image(image_id).layer_size or 0
+                if sniffed.get(image_id) != layerio.GZIP:
+                    recompress.append(image_id)
+    return MigrationPlan(
+        source=str(source),
+        destination=str(destination),
+        oci=oci,
+        chains=tuple(chains),
+        images=len(counted),
+        layer_bytes=sum(counted.values()),
+        recompress=tuple(recompress),
+    )
+
+
+def _plan_chain(
+    reader: V1Reader,
+    v1_name: str,
+    tag: str,
+    image: str | None,
+    issue: object,
+    keep_library: bool,
+    sniffed: dict[str, str],
+) -> ChainEntry:
+    repository = destination_name(v1_name, keep_library)
+    source = f"{v1_name}:{tag}"
+
+    def skipped(problem: str, images: tuple[str, ...] = ()) -> ChainEntry:
+        return ChainEntry(source, repository, tag, image or "", images, 0, (), problem)
+
+    if image is None:
+        return skipped(f"tag file unreadable: {getattr(issue, 'message', issue)}")
+    if not valid_name(repository):
+        return skipped(f"{repository!r} is not a valid v2 repository name")
+    if not valid_tag(tag):
+        return skipped(f"{tag!r} is not a valid v2 tag")
+    top_first, _ = reader.chain(image)
+    images = tuple(reversed(top_first))
+    for position, image_id in enumerate(top_first):
+        info = reader.image(image_id)
+        if info.issues:
+            what = "image" if position == 0 else "parent"
+            return skipped(f"{what} {image_id[:12]}: {info.issues[0].message}", images)
+        parent = top_first[position + 1] if position + 1 < len(top_first) else None
+        assert info.json is not None
+        if info.json.parent != parent:
+            return skipped(
+                f"image {image_id[:12]}: json parent {str(info.json.parent)[:12]} does not match "
+                "its ancestry",
+                images,
+            )
+        if image_id not in sniffed:
+            sniffed[image_id] = _sniff(reader.driver, image_id)
+        if sniffed[image_id] == layerio.UNKNOWN:
+            return skipped(f"image {image_id[:12]}: layer is not a tar, gzip, xz or bzip2", images)
+    size = sum(reader.image(i).layer_size or 0 for i in images)
+    recompress = tuple(i for i in images if sniffed[i] != layerio.GZIP)
+    return ChainEntry(source, repository, tag, image, images, size, recompress, None)
+
+
+def _sniff(driver: StorageDriver, image_id: str) -> str:
+    try:
+        with driver.open(v1paths.image_layer(image_id)) as handle:
+            return layerio.sniff(handle.read(layerio.SNIFF_BYTES))
+    except StorageError:
+        return layerio.UNKNOWN
+
+
+# -- applying -------------------------------------------------------------------------------
+class _Run:
+    """State of one apply: layers already hashed or written, counters."""
+
+    def __init__(self, reader: V1Reader, writer: V2Writer, progress: Progress | None) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.progress = progress
+        self.hashed: dict[str, layerio.LayerDigests] = {}
+        self.blob_of: dict[str, str] = {}  # v1 id -> blob digest written or found
+        self.blobs_written = 0
+        self.blobs_present = 0
+        self.bytes_written = 0
+
+    def layer_chunks(self, image_id: str, count: bool = False) -> Iterator[bytes]:
+        with self.reader.driver.open(v1paths.image_layer(image_id)) as handle:
+            for chunk in layerio.read_chunks(handle):
+                if count and self.progress is not None:
+                    self.progress(len(chunk))
+                yield chunk
+
+    def hash_chain(self, chain: ChainEntry) -> list[layerio.LayerDigests]:
+        for image_id in chain.images:
+            if image_id not in self.hashed:
+                self.hashed[image_id] = layerio.hash_layer(self.layer_chunks(image_id, True))
+        return [self.hashed[i] for i in chain.images]
+
+    def count(self, created: bool, size: int) -> None:
+        if created:
+            self.blobs_written += 1
+            self.bytes_written += size
+        else:
+            self.blobs_present += 1
+
+    def put_layer(self, repo: str, image_id: str, digests: layerio.LayerDigests) -> BlobRef:
+        known = self.blob_of.get(image_id)
+        if known is None and not digests.recompressed and self.writer.has_blob(digests.digest):
+            known = digests.digest
+            self.count(False, digests.size)
+        if known is None:
+            if digests.recompressed:
+                chunks = layerio.gzip_chunks(
+                    layerio.decompress(self.layer_chunks(image_id), digests.source)
+                )
+                stored = layerio.store_blob(self.writer, repo, chunks, link=False)
+                self.count(stored.created, stored.size)
+                known = stored.digest
+            else:  # the stored gzip bytes, digest known from hashing: no upload folder needed
+                try:
+                    size = self.writer.put_blob_stream(digests.digest, self.layer_chunks(image_id))
+                except DigestMismatch:
+                    raise StorageError(
+                        v1paths.image_layer(image_id), "layer changed while migrating"
+                    ) from None
+                self.count(True, size)
+                known = digests.digest
+        self.blob_of[image_id] = known
+        self.ensure_link(repo, known)
+        size = self.writer.blob_size(known)
+        return BlobRef(known, size if size is not None else digests.size)
+
+    def ensure_link(self, repo: str, digest: str) -> None:
+        if not layerio.link_exists(self.writer, repo, digest):
+            self.writer.link_blob(repo, digest)
+
+    def put_small(self, repo: str, data: bytes) -> str:
+        digest = digest_of(data)
+        created = not self.writer.has_blob(digest)
+        if created:
+            self.writer.put_blob(repo, data)
+        else:
+            self.ensure_link(repo, digest)
+        self.count(created, len(data))
+        return digest
+
+    def put_manifest(self, repo: str, raw: bytes) -> tuple[str, bool]:
+        """Manifest blob and revision link; returns (digest, anything written)."""
+        digest = digest_of(raw)
+        created = not self.writer.has_blob(digest)
+        changed = created or not self.writer.driver.exists(v2paths.revision_link(repo, digest))
+        if changed:
+            self.writer.put_manifest(repo, raw)
+        self.count(created, len(raw))
+        return digest, changed
+
+    def put_tag(self, repo: str, tag: str, digest: str) -> bool:
+        try:
+            current = self.writer.driver.get(v2paths.tag_current_link(repo, tag)).decode()
+        except (PathNotFound, UnicodeDecodeError):
+            current = None
+        if current == digest:
+            return False
+        self.writer.tag(repo, tag, digest)
+        return True
+
+
+def open_destination(destination: Path) -> tuple[Path, V2Writer]:
+    """The v2 writer of a destination root, created as an empty tree when missing.
+
+    Files are not fsync'ed one by one (thousands of small links made that the main cost);
+    callers call `flush()` at the points where order matters: before the first tag.
+    """
+    _check_destination(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    base, _ = locate(destination)
+    return base, V2Writer(FilesystemDriver(base, fsync=False))
+
+
+def flush() -> None:
+    """Everything written so far reaches the disk before anything written after."""
+    os.sync()
+
+
+class SharedLock:
+    """storage_lock(shared) whose timeout becomes LockHeldError."""
+
+    def __init__(self, base: Path) -> None:
+        self._cm = storage_lock(base, exclusive=False, timeout=LOCK_TIMEOUT)
+
+    def __enter__(self) -> None:
+        try:
+            self._cm.__enter__()
+        except LockTimeout as exc:
+            raise LockHeldError(
+                f"{exc.path} is held by another regtool (gc or rm?)",
+                hint="wait for it to finish and run again",
+            ) from None
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(*exc)
+
+
+def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) -> MigrationResult:
+    """Write every ready chain of `plan`; a chain whose layers turn out corrupt is skipped."""
+    started = time.monotonic()
+    reader = _open_v1(Path(plan.source))
+    base, writer = open_destination(Path(plan.destination))
+    run = _Run(reader, writer, progress)
+    migrated: list[MigratedTag] = []
+    skipped = [SkippedTag(c.source, c.problem or "") for c in plan.skipped]
+    pending: list[tuple[ChainEntry, str, bool]] = []
+    with SharedLock(base):
+        for chain in plan.ready:
+            try:
+                digests = run.hash_chain(chain)
+                jsons = [reader.driver.get(v1paths.image_json(i)) for i in chain.images]
+                converted = config_from_v1(jsons, [d.diff_id for d in digests])
+            except (layerio.LayerError, V1ConvertError) as exc:
+                skipped.append(SkippedTag(chain.source, f"{chain.image[:12]}: {exc}"))
+                continue
+            except StorageError as exc:
+                skipped.append(SkippedTag(chain.source, f"{exc.path}: {exc.message}"))
+                continue
+            layers = [
+                run.put_layer(chain.repository, image_id, d)
+                for image_id, d in zip(chain.images, digests, strict=True)
+            ]
+            run.put_small(chain.repository, converted.config)
+            manifest = build_manifest(converted.config, layers, oci=plan.oci)
+            before = run.blobs_written
+            digest, changed = run.put_manifest(chain.repository, manifest)
+            pending.append((chain, digest, changed or run.blobs_written > before))
+        # tags last, once every blob and manifest they need is on disk
+        flush()
+        for chain, digest, changed in pending:
+            changed = run.put_tag(chain.repository, chain.tag, digest) or changed
+            status = "written" if changed else "present"
+            migrated.append(MigratedTag(chain.source, chain.repository, chain.tag, digest, status))
+        flush()
+    return MigrationResult(
+        migrated=tuple(migrated),
+        skipped=tuple(skipped),
+        repositories=len({m.repository for m in migrated}),
+        tags=len(migrated),
+        blobs_written=run.blobs_written,
+        blobs_present=run.blobs_present,
+        bytes_written=run.bytes_written,
+        seconds=round(time.monotonic() - started, 3),
+    )

@@ -1,0 +1,99 @@
+"""Random access to the members of an image tarball, streamed, symlinks followed."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from regtool.errors import UnreadableError
+from regtool.model.digest import is_digest
+from regtool.ops import layerio
+
+MAX_SMALL = 16 << 20  # json members (manifests, configs, index) larger than this are refused
+
+
+class ArchiveError(ValueError):
+    """A tarball member that is missing, truncated or does not match its name."""
+
+
+class Archive:
+    """A tar file opened for random access to its members (symlinks followed)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
+            self.members = {_clean(m.name): m for m in self.tar.getmembers()}
+        except (tarfile.TarError, EOFError) as exc:
+            raise UnreadableError(
+                f"{path}: not a readable tar archive ({exc})",
+                hint="is the file complete? `tar tf FILE` shows where it breaks",
+            ) from None
+        except OSError as exc:
+            raise UnreadableError(f"{path}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        self.tar.close()
+
+    def has(self, name: str) -> bool:
+        return _clean(name) in self.members
+
+    def member(self, name: str) -> tarfile.TarInfo:
+        current = _clean(name)
+        for _ in range(16):
+            info = self.members.get(current)
+            if info is None:
+                raise ArchiveError(f"member {current} is missing")
+            if info.issym():
+                current = _clean(posixpath.join(posixpath.dirname(current), info.linkname))
+            elif info.islnk():
+                current = _clean(info.linkname)
+            elif info.isfile():
+                return info
+            else:
+                raise ArchiveError(f"member {current} is not a file")
+        raise ArchiveError(f"member {name}: too many symlinks")
+
+    def chunks(self, name: str) -> Iterator[bytes]:
+        info = self.member(name)
+        handle = self.tar.extractfile(info)
+        if handle is None:
+            raise ArchiveError(f"member {name} cannot be read")
+        seen = 0
+        try:
+            for chunk in layerio.read_chunks(handle):
+                seen += len(chunk)
+                yield chunk
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ArchiveError(f"member {name} is truncated ({exc})") from None
+        if seen != info.size:
+            raise ArchiveError(f"member {name} is truncated ({seen} of {info.size} bytes)")
+
+    def read(self, name: str) -> bytes:
+        info = self.member(name)
+        if info.size > MAX_SMALL:
+            raise ArchiveError(f"member {name} is too large for a json file ({info.size} bytes)")
+        return b"".join(self.chunks(name))
+
+    def json(self, name: str) -> Any:
+        try:
+            return json.loads(self.read(name))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ArchiveError(f"member {name} is not JSON: {exc}") from None
+
+
+def _clean(name: str) -> str:
+    return posixpath.normpath(name.lstrip("/")).removeprefix("./")
+
+
+def named_digest(name: str) -> str | None:
+    """The digest a member's name claims: blobs/sha256/<hex> or <hex>.json / <hex>.tar."""
+    parts = name.split("/")
+    if len(parts) >= 3 and parts[-3] == "blobs" and is_digest(f"{parts[-2]}:{parts[-1]}"):
+        return f"{parts[-2]}:{parts[-1]}"
+    stem = parts[-1].rsplit(".", 1)[0]
+    return f"sha256:{stem}" if is_digest(f"sha256:{stem}") else None

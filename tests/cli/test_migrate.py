@@ -1,0 +1,76 @@
+"""The migrate command: plan, --dry-run, confirmation rules, exit codes, summary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from regtool.cli.app import app
+from tests.support.v1tree import V1_FIXTURE, image_id, snapshot, write_image, write_tag
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def v1_copy(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(V1_FIXTURE, tmp_path / "v1", symlinks=True))
+
+
+def migrate(*args: str):
+    return runner.invoke(app, ["migrate", *args])
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(v1_copy, tmp_path):
+    dest = tmp_path / "v2"
+    result = migrate("--from", str(v1_copy), "--to", str(dest), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "library/busybox:latest" in result.stdout and "busybox:latest" in result.stdout
+    assert "6 tags in 5 repositories" in result.stdout
+    assert not dest.exists()
+
+
+def test_without_yes_and_without_a_terminal_it_refuses_with_exit_2(v1_copy, tmp_path):
+    dest = tmp_path / "v2"
+    result = migrate("--from", str(v1_copy), "--to", str(dest))
+    assert result.exit_code == 2
+    assert "--yes" in result.stderr
+    assert not dest.exists()
+
+
+def test_yes_migrates_and_prints_the_summary(v1_copy, tmp_path):
+    dest = tmp_path / "v2"
+    result = migrate("--from", str(v1_copy), "--to", str(dest), "--yes")
+    assert result.exit_code == 0, result.output
+    assert "REPOSITORIES" in result.stdout and "SECONDS" in result.stdout
+    listed = runner.invoke(app, ["ls", "--root", str(dest), "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    names = {(row["repository"], row["tag"]) for row in json.loads(listed.stdout)}
+    assert ("busybox", "latest") in names and ("gjkdhr/centos", "httpd") in names
+
+
+def test_root_is_the_destination_when_to_is_missing(v1_copy, tmp_path):
+    dest = tmp_path / "v2"
+    result = migrate("--from", str(v1_copy), "--root", str(dest), "--yes", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["tags"] == 6
+
+
+def test_a_skipped_chain_gives_exit_1_and_is_reported(v1_copy, tmp_path):
+    orphan = image_id("child-of-nothing")
+    write_image(v1_copy, orphan, image_id("missing"), b"\0" * 1024)
+    write_tag(v1_copy, "library/broken", "latest", orphan)
+    before = snapshot(v1_copy)
+    result = migrate("--from", str(v1_copy), "--to", str(tmp_path / "v2"), "--yes")
+    assert result.exit_code == 1
+    assert "skipped library/broken:latest" in result.stderr
+    assert snapshot(v1_copy) == before
+
+
+def test_a_missing_source_is_an_operational_error(tmp_path):
+    result = migrate("--from", str(tmp_path / "nope"), "--to", str(tmp_path / "v2"), "--yes")
+    assert result.exit_code == 3
+    assert result.stderr.startswith("Error: ")

@@ -1,0 +1,79 @@
+"""Layer streams: compression sniffing, diff_ids, deterministic gzip, blob storing."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+from regtool.layout.v2 import paths as v2paths
+from regtool.layout.v2.writer import V2Writer
+from regtool.ops import layerio
+from regtool.storage.filesystem import FilesystemDriver
+from tests.support.v1tree import compress, make_tar, sha
+
+TAR = make_tar({"etc/hello": b"hello\n" * 1000, "bin/x": os.urandom(3000)})
+
+
+def pieces(data: bytes, size: int = 777) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("kind", ["gzip", "xz", "bzip2", "tar"])
+def test_sniff_and_hash_give_the_uncompressed_digest(kind):
+    data = compress(TAR, kind)
+    assert layerio.sniff(data[:512]) == kind
+    digests = layerio.hash_layer(pieces(data))
+    assert digests.diff_id == sha(TAR)
+    assert digests.source == kind and digests.recompressed is (kind != "gzip")
+    assert digests.digest == sha(data) and digests.size == len(data)
+
+
+def test_an_empty_tar_is_a_tar_and_garbage_is_unknown():
+    assert layerio.sniff(b"\0" * 1024) == "tar"
+    assert layerio.sniff(b"PK\x03\x04" + b"x" * 600) == "unknown"
+
+
+def test_truncated_gzip_is_a_layer_error():
+    data = compress(TAR, "gzip")
+    with pytest.raises(layerio.LayerError, match="truncated"):
+        layerio.hash_layer([data[: len(data) // 2]])
+
+
+def test_gzip_output_is_deterministic_and_decompresses_to_the_input():
+    data = TAR + os.urandom(3 << 20)  # several deflate blocks, cut differently below
+    first = b"".join(layerio.gzip_chunks(pieces(data, 777_777)))
+    second = b"".join(layerio.gzip_chunks(pieces(data, 4096)))
+    assert first == second
+    assert first[4:8] == b"\0\0\0\0"  # mtime 0
+    assert gzip.decompress(first) == data
+
+
+@pytest.mark.parametrize("kind", ["gzip", "xz", "tar"])
+def test_gzip_layer_passes_gzip_through_and_recompresses_the_rest(kind):
+    data = compress(TAR, kind)
+    layer = layerio.GzipLayer(pieces(data), expected=sha(TAR))
+    out = b"".join(layer)
+    assert gzip.decompress(out) == TAR
+    assert (out == data) is (kind == "gzip")
+    assert layer.diff_id == sha(TAR)
+
+
+def test_gzip_layer_raises_at_the_end_when_the_diff_id_differs():
+    with pytest.raises(layerio.LayerError, match="config says"):
+        b"".join(layerio.GzipLayer([TAR], expected="sha256:" + "0" * 64))
+
+
+def test_store_blob_leaves_nothing_when_the_stream_fails(tmp_path: Path):
+    writer = V2Writer(FilesystemDriver(tmp_path, fsync=False))
+    with pytest.raises(layerio.LayerError):
+        layerio.store_blob(writer, "app", layerio.GzipLayer([TAR], expected="sha256:" + "0" * 64))
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    stored = layerio.store_blob(writer, "app", [b"abc"])
+    assert stored.created and stored.digest == sha(b"abc")
+    assert (tmp_path / v2paths.layer_link("app", stored.digest)).read_text() == stored.digest
+    again = layerio.store_blob(writer, "other", [b"abc"], link=False)
+    assert not again.created
+    assert not (tmp_path / v2paths.layer_link("other", stored.digest)).exists()
