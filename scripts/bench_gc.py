@@ -96,7 +96,7 @@ this checkout (interpreter start-up included); it uses {_workers()} processes he
 Ratio regtool/reference: **{ratio:.2f}x** (target at most 0.3x); peak memory {rss_ours:.0f} MB
 (target under 300 MB; the largest of regtool and its worker process). Of regtool's time,
 {t_start:.2f} s is start-up alone (`python -m regtool --version`: the interpreter and the
-import of every command module); without it the ratio would be {(t_ours - t_start) / t_ref:.2f}x.
+CLI's imports); without it the ratio would be {(t_ours - t_start) / t_ref:.2f}x.
 Same plan: {"yes" if equal else "NO"} ({n_ours:,} blobs selected by regtool, {n_theirs:,} by
 the reference; {freed:,} bytes in regtool's plan).
 """
