@@ -9,12 +9,11 @@ links go first, then layer links, uploads and repositories, and blobs or images 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from regtool.errors import LockHeldError, UsageError
+from regtool.errors import LockHeldError
 from regtool.layout.reader import Issue, RegistryReader
 from regtool.storage.driver import StorageDriver, StorageError
 from regtool.storage.filesystem import FilesystemDriver
@@ -26,23 +25,6 @@ DEFAULT_UPLOAD_AGE = 86400.0  # 24h, the same default as verify's stale-upload c
 # Deletion phases: references to an object go before the object itself.
 PHASES = {"tag": 0, "link": 0, "file": 0, "manifest": 1, "upload": 2, "repository": 3}
 LAST_PHASE = 4  # blob, image
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
-_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-
-
-def parse_duration(text: str, option: str = "--grace") -> float:
-    """`0`, `90s`, `30m`, `2h`, `1h30m`, `7d` (a bare number: seconds); UsageError otherwise."""
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", value):
-        return float(value)  # a bare number is seconds
-    parts = _DURATION.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise UsageError(
-            f"{option} {text!r} is not a duration",
-            hint="use a number with a unit: 0, 90s, 30m, 2h, 1h30m, 7d",
-        )
-    return sum(float(number) * _UNIT[unit] for number, unit in parts)
 
 
 @dataclass(frozen=True, slots=True)

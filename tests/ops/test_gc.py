@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from regtool.errors import LockHeldError, UsageError
+from regtool.errors import LockHeldError
 from regtool.layout.detect import open_reader
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
@@ -22,7 +22,6 @@ from regtool.ops.gc import (
     GcPlan,
     collect_garbage,
     ordered,
-    parse_duration,
     plan_gc,
 )
 from regtool.storage.lock import storage_lock
@@ -77,20 +76,6 @@ def add_blob(root: Path, data: bytes = RUBBISH) -> str:
 def child_layers(manifest_digest: str, root: Path) -> set[str]:
     doc = json.loads((root / v2paths.blob_data(manifest_digest)).read_bytes())
     return {doc["config"]["digest"], *(layer["digest"] for layer in doc["layers"])}
-
-
-# -- durations and order --------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("0", 0), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("45", 45)]
-)
-def test_parse_duration_accepts_the_documented_forms(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "soon", "2x", "h", "-1h"])
-def test_parse_duration_refuses_anything_else(text):
-    with pytest.raises(UsageError):
-        parse_duration(text)
 
 
 def test_deletion_order_puts_references_before_what_they_name():

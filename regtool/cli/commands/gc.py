@@ -14,7 +14,8 @@ from regtool.cli.errors import ExitCode, friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
 from regtool.layout.detect import load_config
-from regtool.ops.gc import GcEntry, GcOptions, GcPlan, collect_garbage, parse_duration, plan_gc
+from regtool.model.duration import parse_duration
+from regtool.ops.gc import GcEntry, GcOptions, GcPlan, collect_garbage, plan_gc
 
 _LONG_HEX = re.compile(r"(?<![0-9a-f])[0-9a-f]{64,128}(?![0-9a-f])")
 

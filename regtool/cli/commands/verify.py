@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated, Any
@@ -14,13 +13,10 @@ from regtool.cli import output as out
 from regtool.cli.errors import ExitCode, friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
-from regtool.errors import UsageError
 from regtool.layout.v2 import paths as v2paths
 from regtool.model.digest import is_digest, is_v1_id, short
+from regtool.model.duration import parse_duration
 from regtool.ops.verify import VerifyReport, plural, verify
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @friendly_errors
@@ -55,14 +51,6 @@ def verify_command(
     out.emit(report, fmt, lambda: _table(report))
     if report.errors:
         raise typer.Exit(int(ExitCode.PROBLEMS))
-
-
-def parse_duration(text: str, option: str) -> float:
-    """`0`, `90s`, `30m`, `24h`, `7d` (a bare number is seconds) as seconds."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise UsageError(f"{option} {text!r} is not a duration", hint="use e.g. 30m, 24h or 7d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def _table(report: VerifyReport) -> str:
