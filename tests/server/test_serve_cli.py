@@ -59,6 +59,28 @@ def test_bad_addr_is_a_usage_error(tmp_path: Path) -> None:
     assert done.stderr.startswith("Error: --addr 'nope' is not HOST:PORT")
 
 
+def test_port_in_use_is_an_operational_error(tmp_path: Path) -> None:
+    with subprocess_server(tmp_path / "registry") as served:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "regtool",
+                "serve",
+                "--root",
+                str(tmp_path / "other"),
+                "--addr",
+                served.url.removeprefix("http://"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"Error: cannot listen on {served.url.removeprefix('http://')}")
+    assert "Traceback" not in done.stderr
+
+
 def test_config_file_sets_root_and_read_only(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
     config.write_text(

@@ -15,7 +15,7 @@ import typer
 from regtool.cli import output as out
 from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, RootOpt
-from regtool.errors import UsageError
+from regtool.errors import OperationalError, UsageError
 from regtool.layout.detect import DEFAULT_ROOT, load_config
 from regtool.server import tls as tlsmod
 from regtool.server.app import App, open_context
@@ -114,9 +114,15 @@ def serve(
     ctx = open_context(chosen_root, options)
     ssl_context, steps = _tls(tls, cert, key, chosen_root, host, tls_name or [])
     auth = _auth(htpasswd or settings.htpasswd)
-    server = RegistryServer(
-        (host, port), App(ctx, auth), ssl_context=ssl_context, access_log=sys.stderr.buffer
-    )
+    try:
+        server = RegistryServer(
+            (host, port), App(ctx, auth), ssl_context=ssl_context, access_log=sys.stderr.buffer
+        )
+    except OSError as exc:
+        raise OperationalError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another --addr (port 0 chooses a free one)",
+        ) from None
 
     def announce() -> None:
         sys.stdout.write(f"listening on {server.url}\n")
