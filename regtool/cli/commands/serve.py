@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import sys
 from collections.abc import Callable
@@ -185,7 +186,8 @@ def _tls(
     files = tlsmod.ensure_auto_tls(folder, tlsmod.default_names(host) + list(names))
 
     def steps(actual_port: int) -> list[str]:
-        shown = "localhost" if host in ("0.0.0.0", "::") else host
+        # listening on every address is for other hosts: show the name they will use
+        shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
         lines = [f"CA certificate: {files.ca_cert}" + (" (new)" if files.created else "")]
         return lines + tlsmod.client_steps(f"{shown}:{actual_port}", files.ca_cert)
 
