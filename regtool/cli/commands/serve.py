@@ -187,11 +187,17 @@ def _tls(
 
     def steps(actual_port: int) -> list[str]:
         # listening on every address is for other hosts: show the name they will use
-        shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+        shown = _host_name() if host in ("0.0.0.0", "::") else host
         lines = [f"CA certificate: {files.ca_cert}" + (" (new)" if files.created else "")]
         return lines + tlsmod.client_steps(f"{shown}:{actual_port}", files.ca_cert)
 
     return tlsmod.server_context(files.server_cert, files.server_key), steps
+
+
+def _host_name() -> str:
+    """This machine's name as other hosts should know it (FQDN, else the host name)."""
+    fqdn = socket.getfqdn()
+    return socket.gethostname() if fqdn.startswith("localhost") else fqdn
 
 
 def _no_steps(port: int) -> list[str]:
