@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,21 +14,12 @@ import pytest
 from regtool.server.app import App, open_context
 from regtool.server.handlers.context import Options
 from regtool.server.stdlib import RegistryServer
+from tests.support.serve import Served, subprocess_server  # noqa: F401 - used by tests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_V2 = REPO_ROOT / "tests" / "fixtures" / "v2"
 FIXTURE_V1 = REPO_ROOT / "tests" / "fixtures" / "v1"
 INSECURE = ["--src-tls-verify=false", "--dest-tls-verify=false"]
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    host: str  # 127.0.0.1:PORT
-    root: Path
-    log: Path | None = None
-    proc: subprocess.Popen[str] | None = None
-    server: RegistryServer | None = None
 
 
 @contextmanager
@@ -48,49 +35,6 @@ def in_process(root: Path, options: Options | None = None, auth: object = None) 
     finally:
         server.shutdown()
         server.server_close()
-
-
-@contextmanager
-def subprocess_server(root: Path, *args: str, log: Path | None = None) -> Iterator[Served]:
-    """`regtool serve --addr 127.0.0.1:0 --root ROOT ARGS`; the URL comes from its first line."""
-    log = log or root.parent / f"{root.name}.serve.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "regtool",
-                "serve",
-                "--root",
-                str(root),
-                "--addr",
-                "127.0.0.1:0",
-                *args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)},
-        )
-    assert proc.stdout is not None
-    first = proc.stdout.readline().strip()
-    if not first.startswith("listening on "):
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"serve did not start: {first!r}\n{log.read_text()}")
-    url = first.removeprefix("listening on ")
-    try:
-        yield Served(url, url.split("://", 1)[1], root, log, proc)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
 
 
 def copy_fixture(source: Path, target: Path) -> Path:

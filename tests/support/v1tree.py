@@ -9,13 +9,14 @@ import io
 import json
 import lzma
 import os
-import signal
 import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.serve import subprocess_server
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V1_FIXTURE = FIXTURES / "v1"
@@ -157,27 +158,8 @@ def uncompressed_digest(data: bytes) -> str:
 @contextmanager
 def regtool_serve(root: Path) -> Iterator[str]:
     """`regtool serve --root ROOT` on a free loopback port; yields HOST:PORT."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "regtool", "serve", "--root", str(root), "--addr", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline().strip()
-    try:
-        if not first.startswith("listening on "):
-            raise RuntimeError(f"regtool serve did not start: {first!r}")
-        yield first.removeprefix("listening on ").split("://", 1)[1]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with subprocess_server(root) as served:
+        yield served.host
 
 
 def regtool_verify(root: Path) -> dict:
