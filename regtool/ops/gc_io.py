@@ -31,6 +31,21 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def _local(key: str, call: Callable[[str], T], full: str) -> T | None:
+    """`call(full)`, None when the path is absent; other OS errors become StorageError(key)."""
+    try:
+        return call(full)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise StorageError(key, exc.strerror or str(exc)) from None
+
+
+def _subfolders(full: str) -> list[str]:
+    with os.scandir(full) as entries:
+        return [entry.name for entry in entries if entry.is_dir()]
+
+
 class Files:
     """Folder listings and whole-file reads, as plain os calls on a local filesystem.
 
@@ -48,13 +63,7 @@ class Files:
         """Names of the sub-folders of `prefix`, sorted; [] when it does not exist."""
         if self.prefix is None:
             return [entry.name for entry in self.driver.list(prefix) if entry.is_dir]
-        try:
-            with os.scandir(self.prefix + prefix) as entries:
-                names = [entry.name for entry in entries if entry.is_dir()]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        except OSError as exc:
-            raise StorageError(prefix, exc.strerror or str(exc)) from None
+        names = _local(prefix, _subfolders, self.prefix + prefix) or []
         names.sort()
         return names
 
@@ -62,12 +71,7 @@ class Files:
         """Every name in `prefix` (files too), sorted; cheaper than `dirs` for huge folders."""
         if self.prefix is None:
             return [entry.name for entry in self.driver.list(prefix)]
-        try:
-            names = os.listdir(self.prefix + prefix)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        except OSError as exc:
-            raise StorageError(prefix, exc.strerror or str(exc)) from None
+        names = _local(prefix, os.listdir, self.prefix + prefix) or []
         names.sort()
         return names
 
@@ -79,24 +83,18 @@ class Files:
             except PathNotFound:
                 return []
             return [] if info.is_dir else [(path, info.size, info.mtime)]
-        try:
-            st = os.stat(self.prefix + path)
-        except (FileNotFoundError, NotADirectoryError):
+        st = _local(path, os.stat, self.prefix + path)
+        if st is None or stat.S_ISDIR(st.st_mode):
             return []
-        except OSError as exc:
-            raise StorageError(path, exc.strerror or str(exc)) from None
-        return [] if stat.S_ISDIR(st.st_mode) else [(path, st.st_size, st.st_mtime)]
+        return [(path, st.st_size, st.st_mtime)]
 
     def files(self, prefix: str) -> list[tuple[str, int, float]]:
         """(path, size, mtime) of every file below `prefix`."""
         if self.prefix is None:
             return [(info.path, info.size, info.mtime) for info in self.driver.walk(prefix)]
-        try:
-            names = os.listdir(self.prefix + prefix)
-        except (FileNotFoundError, NotADirectoryError):
+        names = _local(prefix, os.listdir, self.prefix + prefix)
+        if names is None:
             return []
-        except OSError as exc:
-            raise StorageError(prefix, exc.strerror or str(exc)) from None
         if len(names) == 1:  # the usual blob folder: `data` alone, one stat
             path = f"{prefix}/{names[0]}"
             try:
