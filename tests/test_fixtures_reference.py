@@ -18,22 +18,14 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from support.refregistry import (
-        ALL_MANIFEST_TYPES,
-        RunningRegistry,
-        http_json,
-        reference_registry,
-        run_reference_gc,
-    )
-except ImportError:  # tests/ imported as a package
-    from tests.support.refregistry import (
-        ALL_MANIFEST_TYPES,
-        RunningRegistry,
-        http_json,
-        reference_registry,
-        run_reference_gc,
-    )
+from tests.support.clients import skopeo_copy_all
+from tests.support.refregistry import (
+    ALL_MANIFEST_TYPES,
+    RunningRegistry,
+    http_json,
+    reference_registry,
+    run_reference_gc,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 V1_DIR = REPO_ROOT / "tests" / "fixtures" / "v1"
@@ -159,20 +151,7 @@ def test_v2_untagged_manifests_and_artifact(served: RunningRegistry) -> None:
 
 @pytest.mark.parametrize("name", sorted(V2_EXPECTED["manifests"]))
 def test_v2_skopeo_pulls_every_tag(served: RunningRegistry, tmp_path: Path, name: str) -> None:
-    cmd = [
-        "skopeo",
-        "--insecure-policy",
-        "copy",
-        "--quiet",
-        "--all",
-        "--retry-times",
-        "0",
-        "--src-tls-verify=false",
-        f"docker://{served.host}/{name}",
-        f"oci:{tmp_path / 'layout'}:pulled",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    skopeo_copy_all(f"docker://{served.host}/{name}", f"oci:{tmp_path / 'layout'}:pulled")
     assert (tmp_path / "layout" / "index.json").is_file()
 
 

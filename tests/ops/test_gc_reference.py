@@ -23,6 +23,7 @@ from regtool.layout.v2 import paths as v2paths
 from regtool.ops.gc import GcOptions, collect_garbage, plan_gc
 from regtool.ops.verify import verify
 from tests.conftest import FIXTURES
+from tests.support.clients import skopeo_copy_all
 from tests.support.refregistry import http_request, reference_registry, run_reference_gc
 
 EXPECTED = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
@@ -178,23 +179,6 @@ def test_after_a_real_gc_the_reference_serves_every_remaining_tag(tmp_path):
                 continue
             target = tmp_path / "pulled" / name.replace("/", "_").replace(":", "_")
             target.parent.mkdir(exist_ok=True)
-            done = subprocess.run(
-                [
-                    "skopeo",
-                    "--insecure-policy",
-                    "copy",
-                    "--quiet",
-                    "--all",
-                    "--retry-times",
-                    "0",
-                    "--src-tls-verify=false",
-                    f"docker://{registry.host}/{name}",
-                    f"dir:{target}",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert done.returncode == 0, (name, done.stderr)
+            skopeo_copy_all(f"docker://{registry.host}/{name}", f"dir:{target}")
             pulled = hashlib.sha256((target / "manifest.json").read_bytes()).hexdigest()
             assert f"sha256:{pulled}" == EXPECTED["manifests"][name]["digest"]

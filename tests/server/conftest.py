@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import pytest
 from regtool.server.app import App, open_context
 from regtool.server.handlers.context import Options
 from regtool.server.stdlib import RegistryServer
+from tests.support.clients import skopeo  # noqa: F401 - used by tests
 from tests.support.serve import Served, subprocess_server  # noqa: F401 - used by tests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,15 +40,6 @@ def in_process(root: Path, options: Options | None = None, auth: object = None) 
 def copy_fixture(source: Path, target: Path) -> Path:
     shutil.copytree(source, target, symlinks=True)
     return target
-
-
-def skopeo(*args: str, timeout: float = 120) -> str:
-    done = subprocess.run(
-        ["skopeo", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"skopeo {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
 
 
 @pytest.fixture
