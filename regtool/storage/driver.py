@@ -111,6 +111,10 @@ class StorageDriver(Protocol):
         """
         ...
 
+    def remove_empty_parents(self, path: str, stop: str) -> None:
+        """Remove `path` and its parents while they are empty folders, up to `stop`."""
+        ...
+
     def hold(self, path: str) -> AbstractContextManager[None]:
         """Hold an existing object exclusively while the context runs, against every other
         holder (threads and, where the store allows, other processes). Never waits: raises

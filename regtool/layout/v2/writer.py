@@ -175,8 +175,22 @@ class V2Writer:
         return digest
 
     def tag(self, repo: str, tag: str, digest: str) -> None:
-        self.driver.put(paths.tag_index_link(repo, tag, digest), digest.encode())
-        self.driver.put(paths.tag_current_link(repo, tag), digest.encode())
+        """Index link, then current link; if a new tag cannot be completed (a full disk),
+        what it wrote goes again, so no tag folder without a current link is left."""
+        index = paths.tag_index_link(repo, tag, digest)
+        current = paths.tag_current_link(repo, tag)
+        new = not self.driver.exists(current)
+        try:
+            self.driver.put(index, digest.encode())
+            self.driver.put(current, digest.encode())
+        except BaseException:
+            if new:
+                with suppress(StorageError, OSError):
+                    self.driver.delete(index)
+                stop = paths.tags_dir(repo)
+                self.driver.remove_empty_parents(index.rpartition("/")[0], stop)
+                self.driver.remove_empty_parents(current.rpartition("/")[0], stop)
+            raise
 
     def untag(self, repo: str, tag: str) -> None:
         """Remove a tag only (what distribution 3.x's tag DELETE does)."""
