@@ -121,6 +121,23 @@ def test_put_with_a_body_on_a_full_disk_leaves_nothing(served: Served, disk: Pat
     assert free_bytes(disk) == free
 
 
+def test_commit_that_cannot_write_its_link_links_nothing(served: Served, disk: Path) -> None:
+    data = b"\x5a" * 8192
+    location = request(served.host, *UPLOAD[:2])[1]["Location"]
+    status = request(
+        served.host, "PATCH", location, data, {"Content-Type": "application/octet-stream"}
+    )[0]
+    assert status == 202
+    fill(disk)  # the data moves into blobs/ (a rename), its _layers link cannot be written
+    assert_storage_full(request(served.host, "PUT", f"{location}?digest={sha(data)}"))
+    assert not (served.root / paths.layer_link(REPO, sha(data))).exists()
+    assert request(served.host, "GET", f"/v2/{REPO}/blobs/{sha(data)}")[0] == 404
+    assert request(served.host, "GET", location)[0] == 404
+    blob = served.root / paths.blob_data(sha(data))
+    assert not blob.exists() or blob.read_bytes() == data  # whole and unlinked: gc's
+    assert temp_files(served.root) == []
+
+
 def test_a_session_cannot_start_on_a_full_disk_and_leaves_no_folder(
     served: Served, disk: Path
 ) -> None:
