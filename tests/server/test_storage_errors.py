@@ -99,6 +99,14 @@ CASES = [
     Case("upload status, session unreadable", "{upload}", "GET", "{upload}"),
     Case("upload patch, session unreadable", "{upload}", "PATCH", "{upload}", body=b"x"),
     Case(
+        "upload patch, session data read-only",
+        "{upload}/data",
+        "PATCH",
+        "{upload}",
+        mode=0o444,
+        body=b"x",
+    ),
+    Case(
         "monolithic upload, uploads folder read-only",
         paths.uploads_dir(REPO),
         "POST",
@@ -130,3 +138,6 @@ def test_a_storage_error_answers_500_and_is_logged(store: Store, case: Case) -> 
     log = served.log.read_text()[logged:]
     assert "storage error" in log and "Permission denied" in log
     assert "Traceback" not in log
+    # nothing was written, so the open session is kept as it was
+    status, headers, _ = request(served.host, "GET", store.upload)
+    assert (status, headers["Range"]) == (204, "0-0")

@@ -22,7 +22,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from typing import Any
+from typing import Any, BinaryIO
 
 from regtool.layout.v2 import paths
 from regtool.model.digest import split_digest
@@ -197,9 +197,12 @@ def _append(
     with _HASH_LOCK:
         state = _HASHES.pop(upload_id, None)
     hasher = state[1] if state is not None and state[0] == size else None
+    handle = ctx.writer.append_upload(name, upload_id)  # failing here, nothing was written
     worker = _HashWorker(hasher) if hasher is not None else None
     try:
-        written = _write_body(ctx, req, name, upload_id, size, worker, sync)
+        written = _write_body(
+            ctx, req, handle, paths.upload_data(name, upload_id), size, worker, sync
+        )
     except StorageError:
         _discard(ctx, name, upload_id)
         raise
@@ -215,16 +218,16 @@ def _append(
 def _write_body(
     ctx: Context,
     req: Request,
-    name: str,
-    upload_id: str,
+    handle: BinaryIO,
+    key: str,
     size: int,
     worker: _HashWorker | None,
     sync: bool,
 ) -> int:
-    key = paths.upload_data(name, upload_id)
+    """Write the body to `handle` (closed on return); OSErrors of the file (not of the
+    client) become StorageError of `key`."""
     written = kicked = size
     durable = ctx.driver.fsync
-    handle = ctx.writer.append_upload(name, upload_id)
     try:
         for chunk in req.body.chunks():
             if worker is not None:
