@@ -15,12 +15,22 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+OCI_LAYER_NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar"
 
 INDEX_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 IMAGE_MANIFEST_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
 MANIFEST_TYPES = INDEX_TYPES | IMAGE_MANIFEST_TYPES | SCHEMA1_TYPES
 IMAGE_CONFIG_TYPES = frozenset({DOCKER_CONFIG, OCI_CONFIG})
+# layers a registry need not hold: clients fetch them from the descriptor's `urls`
+FOREIGN_LAYER_TYPES = frozenset(
+    {
+        DOCKER_FOREIGN_LAYER,
+        OCI_LAYER_NONDISTRIBUTABLE,
+        OCI_LAYER_NONDISTRIBUTABLE + "+gzip",
+        OCI_LAYER_NONDISTRIBUTABLE + "+zstd",
+    }
+)
 
 
 def is_index(media_type: str | None) -> bool:
@@ -33,3 +43,7 @@ def is_manifest(media_type: str | None) -> bool:
 
 def is_image_config(media_type: str | None) -> bool:
     return media_type in IMAGE_CONFIG_TYPES
+
+
+def is_foreign_layer(media_type: str | None) -> bool:
+    return media_type in FOREIGN_LAYER_TYPES

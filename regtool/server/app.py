@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import errno
+import ssl
 import sys
 import traceback
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from regtool.server.handlers import blobs, catalog, manifests, referrers, tags, 
 from regtool.server.handlers.context import Context, Options
 from regtool.server.http import ApiError, Request, Response
 from regtool.server.routes import route
-from regtool.storage.driver import StorageError
+from regtool.storage.driver import FULL_ERRNOS, StorageError, StorageFull
 
 Handler = Callable[[Context, Request, str, str], Response]
 
@@ -62,11 +64,10 @@ class App:
             response = self._dispatch(req)
         except ApiError as exc:
             response = error_response(exc)
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError, ssl.SSLError):
             raise  # the client went away mid-body: the transport drops the connection
-        except StorageError as exc:
-            sys.stderr.write(f"storage error: {exc}\n")
-            response = error_response(ApiError("UNKNOWN", "storage error"))
+        except (StorageError, OSError) as exc:  # never a 404: the object may well exist
+            response = error_response(storage_failure(req, exc))
         except Exception:  # the one catch-all: a bug must not kill the connection thread
             traceback.print_exc(file=sys.stderr)
             response = error_response(ApiError("UNKNOWN"))
@@ -111,6 +112,19 @@ def allowed(endpoint: str) -> str:
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
+
+
+def storage_failure(req: Request, exc: StorageError | OSError) -> ApiError:
+    """The answer to a storage error, logged: 507 when the storage is full, else 500."""
+    if isinstance(exc, StorageError):
+        what = str(exc)
+    else:
+        code = errno.errorcode.get(exc.errno or 0, "?")
+        what = f"{exc.filename or '?'}: [{code}] {exc.strerror or exc}"
+    sys.stderr.write(f"storage error: {req.method} {req.path[:200]}: {what}\n")
+    if isinstance(exc, StorageFull) or getattr(exc, "errno", None) in FULL_ERRNOS:
+        return ApiError("UNKNOWN", "storage full", status=507)
+    return ApiError("UNKNOWN", "storage error")
 
 
 def error_response(exc: ApiError) -> Response:

@@ -7,7 +7,9 @@ layout code never assumes real directories or an atomic rename of folders.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -28,6 +30,28 @@ class PathNotFound(StorageError):
 
 class InvalidPath(StorageError):
     pass
+
+
+class StorageFull(StorageError):
+    """No room left to write (ENOSPC, EDQUOT)."""
+
+
+class ObjectBusy(StorageError):
+    """Another writer holds the object (see `StorageDriver.hold`)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "held by another writer")
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def storage_error(path: str, exc: OSError) -> StorageError:
+    """The StorageError for an OSError met while writing `path` (StorageFull when full)."""
+    message = exc.strerror or str(exc)
+    if exc.errno in FULL_ERRNOS:
+        return StorageFull(path, message)
+    return StorageError(path, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,4 +109,14 @@ class StorageDriver(Protocol):
         Not atomic: meant for scratch objects such as an upload session's `data`, which
         grows chunk by chunk and is moved into place (atomically) once complete.
         """
+        ...
+
+    def remove_empty_parents(self, path: str, stop: str) -> None:
+        """Remove `path` and its parents while they are empty folders, up to `stop`."""
+        ...
+
+    def hold(self, path: str) -> AbstractContextManager[None]:
+        """Hold an existing object exclusively while the context runs, against every other
+        holder (threads and, where the store allows, other processes). Never waits: raises
+        ObjectBusy when it is held, PathNotFound when it is missing or removed meanwhile."""
         ...

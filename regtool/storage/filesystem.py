@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from regtool.storage.driver import Entry, FileInfo, InvalidPath, PathNotFound, StorageError
+from regtool.storage.driver import (
+    Entry,
+    FileInfo,
+    InvalidPath,
+    ObjectBusy,
+    PathNotFound,
+    StorageError,
+    storage_error,
+)
 
 CHUNK = 1 << 20
+# (st_dev, st_ino) of the files held by `hold` in this process: flock(2) alone does not
+# exclude threads where the kernel emulates it with POSIX locks (NFS)
+_HELD: set[tuple[int, int]] = set()
+_HELD_LOCK = threading.Lock()
 
 
 class FilesystemDriver:
@@ -161,7 +176,46 @@ class FilesystemDriver:
         try:
             return open(full, "ab")  # noqa: SIM115 - the caller closes it
         except OSError as exc:
+            raise storage_error(path, exc) from None
+
+    @contextmanager
+    def hold(self, path: str) -> Iterator[None]:
+        """flock(2) on the file (other processes) plus a table of held inodes (threads)."""
+        full = self._writable(path)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathNotFound(path) from None
+        except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
+        key: tuple[int, int] | None = None
+        try:
+            st = os.fstat(fd)
+            with _HELD_LOCK:
+                if (st.st_dev, st.st_ino) in _HELD:
+                    raise ObjectBusy(path)
+                key = (st.st_dev, st.st_ino)
+                _HELD.add(key)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ObjectBusy(path) from None
+            except OSError:
+                pass  # no flock on this filesystem: threads are still excluded
+            # the holder before us may have removed or replaced it: only the file still
+            # at `path` counts
+            try:
+                now = os.stat(full, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                raise PathNotFound(path) from None
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise PathNotFound(path)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+            if key is not None:
+                with _HELD_LOCK:
+                    _HELD.discard(key)
 
     def delete(self, path: str) -> None:
         full = self._writable(path)
@@ -187,7 +241,7 @@ class FilesystemDriver:
             if exc.errno == errno.EXDEV:
                 shutil.move(full_src, full_dst)
                 return
-            raise StorageError(src, exc.strerror or str(exc)) from None
+            raise storage_error(src, exc) from None
         if self.fsync:
             _fsync_dir(os.path.dirname(full_dst))
 

@@ -81,6 +81,32 @@ INDEX = json.dumps(
         ],
     }
 ).encode()
+
+
+def image(
+    layers: list[dict[str, object]],
+    config: dict[str, object] | None = None,
+    media_type: str = mt.DOCKER_MANIFEST,
+) -> bytes:
+    """An image manifest of `media_type` with these layer descriptors (default config)."""
+    oci = media_type == mt.OCI_MANIFEST
+    default = desc(mt.OCI_CONFIG if oci else mt.DOCKER_CONFIG, CONFIG)
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": config or default,
+            "layers": layers,
+        }
+    ).encode()
+
+
+def index(children: list[dict[str, object]]) -> bytes:
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST_LIST, "manifests": children}
+    ).encode()
+
+
 HUGE = b'{"schemaVersion": 2, "pad": "' + b"x" * (4 * 1024 * 1024) + b'"}'
 NAMES = {
     "layer": sha(LAYER),

@@ -1,8 +1,10 @@
+import fcntl
 import os
+import threading
 
 import pytest
 
-from regtool.storage.driver import InvalidPath, PathNotFound, StorageError
+from regtool.storage.driver import InvalidPath, ObjectBusy, PathNotFound, StorageError
 from regtool.storage.filesystem import FilesystemDriver
 
 
@@ -90,3 +92,60 @@ def test_open_append_refuses_when_read_only(tmp_path):
 def test_open_append_refuses_dot_dot(driver):
     with pytest.raises(InvalidPath):
         driver.open_append("../escape")
+
+
+def test_hold_excludes_a_second_holder_in_another_thread(driver):
+    driver.put("u/1/startedat", b"t")
+    entered, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with driver.hold("u/1/startedat"):
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        with pytest.raises(ObjectBusy):
+            with driver.hold("u/1/startedat"):
+                pass
+    finally:
+        release.set()
+        thread.join(10)
+    with driver.hold("u/1/startedat"):  # free again once released
+        pass
+
+
+def test_hold_is_refused_while_another_process_has_the_flock(driver, tmp_path):
+    """flock(2) on a separate open file, as another server process would hold it."""
+    driver.put("u/1/startedat", b"t")
+    fd = os.open(tmp_path / "u" / "1" / "startedat", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ObjectBusy):
+            with driver.hold("u/1/startedat"):
+                pass
+    finally:
+        os.close(fd)
+    with driver.hold("u/1/startedat"):
+        pass
+
+
+def test_hold_of_a_missing_or_removed_object_is_path_not_found(driver):
+    with pytest.raises(PathNotFound):
+        with driver.hold("u/1/startedat"):
+            pass
+    driver.put("u/2/startedat", b"t")
+    with driver.hold("u/2/startedat"):
+        driver.delete("u/2")  # the holder may remove what it holds
+    with pytest.raises(PathNotFound):
+        with driver.hold("u/2/startedat"):
+            pass
+
+
+def test_hold_refuses_when_read_only(tmp_path):
+    (tmp_path / "startedat").write_bytes(b"t")
+    with pytest.raises(StorageError, match="read-only"):
+        with FilesystemDriver(tmp_path, readonly=True).hold("startedat"):
+            pass

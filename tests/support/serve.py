@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,14 @@ class Served:
 
 
 @contextmanager
-def subprocess_server(root: Path, *args: str, log: Path | None = None) -> Iterator[Served]:
-    """`regtool serve --addr 127.0.0.1:0 --root ROOT ARGS`; the URL comes from its first line."""
+def subprocess_server(
+    root: Path,
+    *args: str,
+    log: Path | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[Served]:
+    """`regtool serve --addr 127.0.0.1:0 --root ROOT ARGS`; the URL comes from its first line.
+    `preexec_fn` runs in the child before it starts (to drop privileges, say)."""
     log = log or root.parent / f"{root.name}.serve.log"
     with log.open("w") as err:
         proc = subprocess.Popen(
@@ -46,6 +52,7 @@ def subprocess_server(root: Path, *args: str, log: Path | None = None) -> Iterat
             stderr=err,
             stdin=subprocess.DEVNULL,
             text=True,
+            preexec_fn=preexec_fn,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)},
         )
     assert proc.stdout is not None

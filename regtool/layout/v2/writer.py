@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, suppress
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from regtool.layout.v2 import paths
 from regtool.model.digest import split_digest
-from regtool.storage.driver import PathNotFound, StorageDriver
+from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
 
 
 class DigestMismatch(ValueError):
@@ -26,6 +27,10 @@ class DigestMismatch(ValueError):
         super().__init__(f"expected {expected}, got {actual}")
         self.expected = expected
         self.actual = actual
+
+
+class UploadChanged(StorageError):
+    """An upload's data is not the size that was hashed: something else wrote to it."""
 
 
 def startedat_now() -> bytes:
@@ -49,9 +54,19 @@ class V2Writer:
     def start_upload(self, repo: str) -> str:
         """Open an upload session (`_uploads/<uuid>/{startedat,data}`); returns its id."""
         upload_id = str(uuid.uuid4())
-        self.driver.put(paths.upload_startedat(repo, upload_id), startedat_now())
-        self.driver.put(paths.upload_data(repo, upload_id), b"")
+        try:
+            self.driver.put(paths.upload_startedat(repo, upload_id), startedat_now())
+            self.driver.put(paths.upload_data(repo, upload_id), b"")
+        except BaseException:
+            with suppress(StorageError):
+                self.cancel_upload(repo, upload_id)
+            raise
         return upload_id
+
+    def hold_upload(self, repo: str, upload_id: str) -> AbstractContextManager[None]:
+        """Exclusive use of a session (one request at a time, across processes where the
+        storage allows); ObjectBusy when another request has it, PathNotFound if it is gone."""
+        return self.driver.hold(paths.upload_startedat(repo, upload_id))
 
     def append_upload(self, repo: str, upload_id: str) -> BinaryIO:
         """The session's `data` opened for appending the next chunk (the caller closes it)."""
@@ -60,12 +75,23 @@ class V2Writer:
     def cancel_upload(self, repo: str, upload_id: str) -> None:
         self.driver.delete(paths.upload_dir(repo, upload_id))
 
-    def commit_upload(self, repo: str, upload_id: str, digest: str) -> int:
-        """Move a finished upload's data to its blob path (unless present), link it, clean up."""
+    def commit_upload(
+        self, repo: str, upload_id: str, digest: str, hashed: int | None = None
+    ) -> int:
+        """Move a finished upload's data to its blob path (unless present), link it, clean up.
+
+        `hashed` is the byte count the caller's digest covers: the data must have exactly
+        that size before the move and after it, else nothing is linked (UploadChanged)."""
         data = paths.upload_data(repo, upload_id)
         size = self.driver.stat(data).size
+        _check_size(data, size, hashed)
+        blob = paths.blob_data(digest)
         if not self.has_blob(digest):
-            self.driver.move(data, paths.blob_data(digest))
+            self.driver.move(data, blob)
+            moved = self.driver.stat(blob).size
+            if hashed is not None and moved != hashed:
+                self.driver.move(blob, data)  # never leave bytes under a digest they lack
+                _check_size(blob, moved, hashed)
         self.link_blob(repo, digest)
         self.cancel_upload(repo, upload_id)
         return size
@@ -89,12 +115,12 @@ class V2Writer:
         upload_id = str(uuid.uuid4())
         self.driver.put(paths.upload_startedat(repo, upload_id), startedat_now())
         try:
-            self.driver.put_stream(paths.upload_data(repo, upload_id), hashed())
+            written = self.driver.put_stream(paths.upload_data(repo, upload_id), hashed())
             actual = f"{algorithm}:{hasher.hexdigest()}"
             if expected and actual != expected:
                 raise DigestMismatch(expected, actual)
             canonical = f"sha256:{sha256.hexdigest()}"
-            self.commit_upload(repo, upload_id, canonical)
+            self.commit_upload(repo, upload_id, canonical, written)
             if expected and expected != canonical:
                 self.driver.put(paths.layer_link(repo, expected), canonical.encode())
             return canonical
@@ -149,8 +175,22 @@ class V2Writer:
         return digest
 
     def tag(self, repo: str, tag: str, digest: str) -> None:
-        self.driver.put(paths.tag_index_link(repo, tag, digest), digest.encode())
-        self.driver.put(paths.tag_current_link(repo, tag), digest.encode())
+        """Index link, then current link; if a new tag cannot be completed (a full disk),
+        what it wrote goes again, so no tag folder without a current link is left."""
+        index = paths.tag_index_link(repo, tag, digest)
+        current = paths.tag_current_link(repo, tag)
+        new = not self.driver.exists(current)
+        try:
+            self.driver.put(index, digest.encode())
+            self.driver.put(current, digest.encode())
+        except BaseException:
+            if new:
+                with suppress(StorageError, OSError):
+                    self.driver.delete(index)
+                stop = paths.tags_dir(repo)
+                self.driver.remove_empty_parents(index.rpartition("/")[0], stop)
+                self.driver.remove_empty_parents(current.rpartition("/")[0], stop)
+            raise
 
     def untag(self, repo: str, tag: str) -> None:
         """Remove a tag only (what distribution 3.x's tag DELETE does)."""
@@ -162,3 +202,8 @@ class V2Writer:
         self.driver.delete(paths.revision_link(repo, digest))
         for tag in tags:
             self.driver.delete(paths.tag_dir(repo, tag))
+
+
+def _check_size(path: str, size: int, hashed: int | None) -> None:
+    if hashed is not None and size != hashed:
+        raise UploadChanged(path, f"holds {size} bytes, {hashed} were hashed")

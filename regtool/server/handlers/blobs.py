@@ -7,7 +7,7 @@ import re
 from regtool.layout.v2 import paths
 from regtool.server.handlers.context import Context
 from regtool.server.http import ApiError, Request, Response, empty
-from regtool.storage.driver import PathNotFound, StorageError
+from regtool.storage.driver import PathNotFound
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -19,7 +19,7 @@ def get_blob(ctx: Context, req: Request, name: str, ref: str) -> Response:
     path = paths.blob_data(digest)
     try:
         size = ctx.driver.stat(path).size
-    except (PathNotFound, StorageError):
+    except PathNotFound:  # other storage errors answer 500: the blob may well exist
         raise ApiError("BLOB_UNKNOWN", detail={"digest": digest}) from None
     headers = {
         "Content-Type": "application/octet-stream",

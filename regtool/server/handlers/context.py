@@ -11,13 +11,13 @@ from pathlib import Path
 from regtool.layout.reader import Layout
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths
-from regtool.layout.v2.reader import LinkError, V2Reader
+from regtool.layout.v2.reader import V2Reader
 from regtool.layout.v2.writer import V2Writer
 from regtool.model.digest import DigestError, parse_digest
 from regtool.model.manifest import ManifestError, parse_manifest
 from regtool.model.reference import valid_name, valid_tag
 from regtool.server.http import ApiError
-from regtool.storage.driver import PathNotFound, StorageError
+from regtool.storage.driver import PathNotFound
 from regtool.storage.filesystem import FilesystemDriver
 from regtool.storage.lock import LockTimeout, storage_lock
 
@@ -82,29 +82,43 @@ class Context:
         return tag
 
     # -- reads ---------------------------------------------------------------------------
+    # Only a missing path means "unknown"; any other storage error (permissions, I/O)
+    # propagates and answers 500, so a client never takes a damaged store for an empty one.
+    def present(self, path: str) -> bool:
+        try:
+            self.driver.stat(path)
+        except PathNotFound:
+            return False
+        return True
+
     def repository_exists(self, name: str) -> bool:
         """A folder holding `_layers` or `_manifests` (a bare namespace folder is not one)."""
-        return self.driver.exists(paths.layers_dir(name)) or self.driver.exists(
-            paths.manifests_dir(name)
-        )
+        return self.present(paths.layers_dir(name)) or self.present(paths.manifests_dir(name))
 
     def blob_linked(self, name: str, digest: str) -> bool:
-        return self.driver.exists(paths.layer_link(name, digest))
+        return self.present(paths.layer_link(name, digest))
+
+    def has_manifest(self, name: str, digest: str) -> bool:
+        return self.present(paths.revision_link(name, digest))
 
     def tag_digest(self, name: str, tag: str) -> str | None:
         """The digest a tag points to; cached, revalidated by the link file's mtime."""
         link = paths.tag_current_link(name, tag)
         try:
             mtime = self.driver.stat(link).mtime
-        except (PathNotFound, StorageError):
+        except PathNotFound:
             return None
         cached = self._tags.get((name, tag))
         if cached is not None and cached[0] == mtime:
             return cached[1]
         try:
-            digest = self.v2.read_link(link)
-        except LinkError:
+            text = self.driver.get(link).decode("ascii", "replace")
+        except PathNotFound:
             return None
+        try:
+            digest = parse_digest(text)
+        except DigestError:
+            return None  # a malformed link names nothing
         self._tags[(name, tag)] = (mtime, digest)
         return digest
 
@@ -115,7 +129,7 @@ class Context:
             return cached
         try:
             raw = self.driver.get(paths.blob_data(digest))
-        except (PathNotFound, StorageError):
+        except PathNotFound:
             return None
         return self.remember_manifest(digest, raw)
 

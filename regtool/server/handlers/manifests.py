@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import urlsplit
 
 from regtool.layout.v2 import paths
 from regtool.model import mediatype as mt
 from regtool.model.digest import split_digest
 from regtool.model.manifest import (
     MAX_MANIFEST_BYTES,
+    Descriptor,
     ImageIndex,
     ImageManifest,
     Manifest,
@@ -36,7 +38,7 @@ def _resolve(ctx: Context, name: str, ref: str) -> str:
         raise ApiError("NAME_UNKNOWN", V1_HINT, detail={"name": name})
     if _is_digest(ref):
         digest = ctx.check_digest(ref)
-        if ctx.v2.has_manifest(name, digest):
+        if ctx.has_manifest(name, digest):
             return digest
     else:
         found = ctx.tag_digest(name, ctx.check_tag(ref))
@@ -91,7 +93,7 @@ def put_manifest(ctx: Context, req: Request, name: str, ref: str) -> Response:
     with ctx.writing():
         _check_references(ctx, name, manifest)
         digest = ctx.writer.put_manifest(name, raw, tag)
-        if not ctx.driver.exists(paths.layers_dir(name)):
+        if not ctx.present(paths.layers_dir(name)):
             # a repository must have `_layers` or 2.8.2 neither lists it nor marks its blobs
             # in gc (only a manifest naming no blob at all, like an empty index, gets here)
             ctx.writer.link_blob(name, digest)
@@ -122,24 +124,63 @@ def _parse(raw: bytes, content_type: str) -> ImageManifest | ImageIndex:
 
 
 def _check_references(ctx: Context, name: str, manifest: ImageManifest | ImageIndex) -> None:
-    """Blobs must be linked in this repository, index children stored as its manifests."""
+    """Every descriptor names an object of this repository of exactly its size: index
+    children stored as its manifests, config and layers linked in it. Only a foreign
+    (non-distributable) layer with http(s) URLs may be absent: clients fetch it there."""
     if isinstance(manifest, ImageIndex):
         for child in manifest.manifests:
-            if not ctx.v2.has_manifest(name, child.digest):
+            if not ctx.has_manifest(name, child.digest):
                 raise ApiError("MANIFEST_BLOB_UNKNOWN", detail={"digest": child.digest})
+            _check_size(ctx, child)
         return
     for blob in manifest.references():
-        if blob.urls:
-            continue  # a foreign layer, fetched from its URLs, never stored here
-        if not (ctx.blob_linked(name, blob.digest) and ctx.writer.has_blob(blob.digest)):
+        if _fetched_from_urls(blob):
+            continue
+        if not ctx.blob_linked(name, blob.digest):
             raise ApiError("MANIFEST_BLOB_UNKNOWN", detail={"digest": blob.digest})
+        _check_size(ctx, blob)
+
+
+def _check_size(ctx: Context, descriptor: Descriptor) -> None:
+    """The stored blob must have the size the descriptor declares (a wrong size would
+    inflate what `ls` counts and fail `verify`); 2.8.2 does not check this."""
+    stored = ctx.writer.blob_size(descriptor.digest)
+    if stored is None:
+        raise ApiError("MANIFEST_BLOB_UNKNOWN", detail={"digest": descriptor.digest})
+    if stored != descriptor.size:
+        raise ApiError(
+            "MANIFEST_INVALID",
+            f"SIZE_INVALID: descriptor size {descriptor.size} of {descriptor.digest} "
+            f"does not match the stored blob ({stored} bytes)",
+            detail={"digest": descriptor.digest, "size": descriptor.size, "stored": stored},
+        )
+
+
+def _fetched_from_urls(descriptor: Descriptor) -> bool:
+    """A foreign layer with URLs need not be stored; its URLs must be http or https (a
+    `file://` URL would point clients at their own disk). URLs on any other descriptor
+    are ignored: the blob must be here."""
+    if not descriptor.urls or not mt.is_foreign_layer(descriptor.media_type):
+        return False
+    for url in descriptor.urls:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ApiError(
+                "MANIFEST_INVALID",
+                "foreign layer URLs must be http or https",
+                detail={"digest": descriptor.digest, "url": url[:200]},
+            )
+    return True
 
 
 def delete_manifest(ctx: Context, req: Request, name: str, ref: str) -> Response:
     with ctx.writing(deleting=True):
         if _is_digest(ref):
             digest = ctx.check_digest(ref)
-            if not ctx.v2.has_manifest(name, digest):
+            if not ctx.has_manifest(name, digest):
                 raise ApiError("MANIFEST_UNKNOWN", detail={"digest": digest})
             tags = [t.tag for t in ctx.v2.tags(name) if t.digest == digest]
             ctx.writer.delete_manifest(name, digest, tags)
