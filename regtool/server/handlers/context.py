@@ -14,7 +14,7 @@ from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import LinkError, V2Reader
 from regtool.layout.v2.writer import V2Writer
 from regtool.model.digest import DigestError, parse_digest
-from regtool.model.manifest import ManifestError, parse_manifest
+from regtool.model.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
 from regtool.model.reference import valid_name, valid_tag
 from regtool.server.http import ApiError
 from regtool.storage.driver import PathNotFound, StorageError
@@ -109,12 +109,15 @@ class Context:
         return digest
 
     def manifest(self, digest: str) -> tuple[bytes, str] | None:
-        """A stored manifest's bytes and media type (cached), or None when it is missing."""
+        """A stored manifest's bytes and media type (cached), or None when it is missing.
+
+        A link may name any blob: one over the manifest size limit is not read (None).
+        """
         cached = self._manifests.get(digest)
         if cached is not None:
             return cached
         try:
-            raw = self.driver.get(paths.blob_data(digest))
+            raw = self.driver.get(paths.blob_data(digest), MAX_MANIFEST_BYTES)
         except (PathNotFound, StorageError):
             return None
         return self.remember_manifest(digest, raw)
