@@ -142,9 +142,10 @@ def test_every_pattern_is_listed() -> None:
 
 def apply(module: str, name: str, method: str, text: str) -> Any:
     pattern = getattr(importlib.import_module(module), name)
+    subject: str | bytes = text.encode() if isinstance(pattern.pattern, bytes) else text
     if method == "sub":
-        return pattern.sub("", text)
-    return getattr(pattern, method)(text)
+        return pattern.sub(subject[:0], subject)
+    return getattr(pattern, method)(subject)
 
 
 @pytest.mark.parametrize(
