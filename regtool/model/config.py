@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from regtool.model.jsondoc import JsonError, parse_json
+
+# Image configs and legacy v1 files (image json, ancestry, checksums) are read whole; real
+# ones are a few KiB (a config with 120 history entries: ~60 KiB). Anything bigger is refused
+# before it is read, as manifests are over distribution's 4 MiB.
+MAX_CONFIG_BYTES = 8 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -102,9 +108,9 @@ def parse_v1_json(raw: bytes) -> V1Image:
 
 def _object(raw: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not JSON: {exc}") from None
+        doc = parse_json(raw, limit=MAX_CONFIG_BYTES)
+    except JsonError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(doc, dict):
         raise ConfigError("not a JSON object")
     return doc

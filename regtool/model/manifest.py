@@ -6,13 +6,13 @@ manifest store does. Unknown or malformed content raises ManifestError.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from regtool.model import mediatype as mt
 from regtool.model.digest import DigestError, parse_digest
+from regtool.model.jsondoc import JsonError, parse_json
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's maxManifestBodySize
 _SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
@@ -89,15 +89,15 @@ Manifest = ImageManifest | ImageIndex | Schema1Manifest
 
 def parse_manifest(raw: bytes) -> Manifest:
     """Parse stored manifest bytes into one of the manifest types."""
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"manifest larger than {MAX_MANIFEST_BYTES} bytes")
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"not JSON: {exc}") from None
+        doc = parse_json(raw, limit=MAX_MANIFEST_BYTES)
+    except JsonError as exc:
+        raise ManifestError(f"manifest {exc}") from None
     if not isinstance(doc, dict):
         raise ManifestError("manifest is not a JSON object")
     media_type = doc.get("mediaType")
+    if media_type is not None and not isinstance(media_type, str):
+        raise ManifestError(f"manifest mediaType is a {type(media_type).__name__}, not a string")
     version = doc.get("schemaVersion")
     if version == 1:
         return _schema1(doc)

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from regtool.model.digest import DigestError, parse_digest
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*"
+# The OCI distribution spec's grammar. Every separator is at least one character and none is
+# a letter or digit, so each character has one place in a match: linear time on any input
+# (distribution's `[-]*` form lets a separator match nothing and backtracks exponentially).
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 MAX_NAME_LENGTH = 255

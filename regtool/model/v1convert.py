@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from regtool.model.config import MAX_CONFIG_BYTES
 from regtool.model.digest import digest_of
+from regtool.model.jsondoc import JsonError, parse_json
 from regtool.model.mediatype import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
@@ -69,9 +71,9 @@ class Converted:
 def load_v1_json(raw: bytes) -> dict[str, Any]:
     """A v1 image json as an ordered dict; raises V1ConvertError for anything else."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise V1ConvertError(f"image json is not JSON: {exc}") from None
+        doc = parse_json(raw, limit=MAX_CONFIG_BYTES)
+    except JsonError as exc:
+        raise V1ConvertError(f"image json: {exc}") from None
     if not isinstance(doc, dict):
         raise V1ConvertError("image json is not a JSON object")
     return doc

@@ -9,7 +9,6 @@ through its own methods.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import stat
@@ -19,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from regtool.model import mediatype as mt
+from regtool.model.jsondoc import JsonError, parse_json
 from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
-from regtool.storage.filesystem import FilesystemDriver
+from regtool.storage.filesystem import FilesystemDriver, read_fd
 
 HEX = "0123456789abcdef"
 SHA256_LENGTH = len("sha256:") + 64
@@ -128,9 +128,10 @@ class Files:
         found.sort()
         return found
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, limit: int | None = None) -> bytes:
+        """The whole file; with `limit`, TooLarge when it is bigger (never read whole)."""
         if self.prefix is None:
-            return self.driver.get(path)
+            return self.driver.get(path, limit)
         try:
             fd = os.open(self.prefix + path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
@@ -138,12 +139,7 @@ class Files:
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
         try:
-            chunks = []
-            while True:
-                chunk = os.read(fd, READ_CHUNK)
-                chunks.append(chunk)
-                if len(chunk) < READ_CHUNK:
-                    return b"".join(chunks)
+            return read_fd(fd, path, limit, READ_CHUNK)
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
         finally:
@@ -173,8 +169,8 @@ def quick_node(raw: bytes) -> Node | None:
     Accepts exactly what `parse_manifest` accepts for that case; None means "parse fully".
     """
     try:
-        doc = json.loads(raw)
-    except ValueError:
+        doc = parse_json(raw)
+    except JsonError:
         return None
     if type(doc) is not dict or doc.get("schemaVersion") != 2 or "subject" in doc:
         return None

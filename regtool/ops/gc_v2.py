@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from regtool.layout.reader import Issue
 from regtool.layout.v2 import paths
-from regtool.layout.v2.reader import V2Reader
+from regtool.layout.v2.reader import MAX_LINK_BYTES, V2Reader
 from regtool.model.digest import ALGORITHMS, DigestError, parse_digest
 from regtool.model.manifest import (
     MAX_MANIFEST_BYTES,
@@ -75,7 +75,7 @@ class V2Collector:
     def link(self, path: str, what: str) -> str | None:
         """The digest a link holds; None when the file is absent or malformed (recorded)."""
         try:
-            raw = self.files.read(path)
+            raw = self.files.read(path, MAX_LINK_BYTES)
         except PathNotFound:
             return None
         except StorageError as exc:
@@ -101,9 +101,8 @@ class V2Collector:
         path = paths.blob_data(digest)
         node: Node | None = None
         try:
-            raw = self.files.read(path)
-            if len(raw) <= MAX_MANIFEST_BYTES:
-                node = quick_node(raw)
+            raw = self.files.read(path, MAX_MANIFEST_BYTES)  # a link may name any blob
+            node = quick_node(raw)
             if node is not None:
                 self.nodes[digest] = node
                 return node
@@ -172,7 +171,8 @@ class V2Collector:
 
     def quiet_link(self, path: str) -> str | None:
         try:
-            return parse_digest(self.files.read(path).decode("ascii", "replace"))
+            raw = self.files.read(path, MAX_LINK_BYTES)
+            return parse_digest(raw.decode("ascii", "replace"))
         except (StorageError, DigestError):
             return None
 
@@ -362,7 +362,7 @@ class V2Collector:
 
     def started_at(self, path: str) -> float | None:
         try:
-            text = self.driver.get(path).decode("ascii").strip()
+            text = self.driver.get(path, MAX_LINK_BYTES).decode("ascii").strip()  # a timestamp
             stamp = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         except (StorageError, UnicodeDecodeError, ValueError):
             return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from regtool.errors import UnknownReferenceError, UsageError
+from regtool.errors import UnreadableError, UsageError
 from regtool.layout.reader import Image, RegistryReader
 from regtool.ops.inventory import take_inventory
 from regtool.ops.resolve import resolve_reference
@@ -47,7 +47,10 @@ def image_layers(reader: RegistryReader, ref: str, platform: str | None = None) 
     resolved = reader.resolve(target.repository, target.digest)
     if not resolved.images:
         detail = "; ".join(str(i) for i in resolved.issues) or "nothing readable"
-        raise UnknownReferenceError(f"{target.label} cannot be read: {detail}")
+        raise UnreadableError(
+            f"{target.label} cannot be read: {detail}",
+            hint="regtool verify reports every damaged file; push the image again to repair it",
+        )
     image = _pick(resolved.images, resolved.is_index, platform)
     users = inventory.users
     rows = []

@@ -23,6 +23,7 @@ from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.writer import DigestMismatch, V2Writer
+from regtool.model.config import MAX_CONFIG_BYTES
 from regtool.model.digest import digest_of
 from regtool.model.reference import valid_name, valid_tag
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
@@ -365,7 +366,9 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
         for chain in plan.ready:
             try:
                 digests = run.hash_chain(chain)
-                jsons = [reader.driver.get(v1paths.image_json(i)) for i in chain.images]
+                jsons = [
+                    reader.driver.get(v1paths.image_json(i), MAX_CONFIG_BYTES) for i in chain.images
+                ]
                 converted = config_from_v1(jsons, [d.diff_id for d in digests])
             except (layerio.LayerError, V1ConvertError) as exc:
                 skipped.append(SkippedTag(chain.source, f"{chain.image[:12]}: {exc}"))

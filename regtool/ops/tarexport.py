@@ -21,7 +21,13 @@ from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.reader import V2Reader
 from regtool.model import mediatype as mt
 from regtool.model.digest import digest_of
-from regtool.model.manifest import ImageIndex, ImageManifest, ManifestError, parse_manifest
+from regtool.model.manifest import (
+    MAX_MANIFEST_BYTES,
+    ImageIndex,
+    ImageManifest,
+    ManifestError,
+    parse_manifest,
+)
 from regtool.ops.inventory import short_name
 from regtool.ops.resolve import resolve_reference
 from regtool.storage.driver import StorageError
@@ -146,8 +152,9 @@ def _parse(label: str, raw: bytes) -> ImageManifest | ImageIndex | object:
 
 
 def _blob(reader: V2Reader, digest: str) -> bytes:
+    """A manifest's bytes (a link may name any blob: nothing over the manifest limit)."""
     try:
-        return reader.driver.get(v2paths.blob_data(digest))
+        return reader.driver.get(v2paths.blob_data(digest), MAX_MANIFEST_BYTES)
     except StorageError as exc:
         raise UnreadableError(f"blob {digest}: {exc.message}") from None
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from regtool.layout.v1 import paths
 from regtool.layout.v1.reader import MAX_CHAIN, V1Reader
-from regtool.model.config import ConfigError, V1Image, parse_v1_json
+from regtool.model.config import MAX_CONFIG_BYTES, ConfigError, V1Image, parse_v1_json
 from regtool.model.digest import is_v1_id, short
+from regtool.model.jsondoc import JsonError, parse_json
 from regtool.model.tarsum import PREFIX as TARSUM_PREFIX
 from regtool.ops.verify import (
     Checked,
@@ -69,7 +69,7 @@ class _V1Check:
         image = _Image(image_id)
         json_path = paths.image_json(image_id)
         try:
-            image.json_bytes = self.driver.get(json_path)
+            image.json_bytes = self.driver.get(json_path, MAX_CONFIG_BYTES)
         except PathNotFound:
             image.missing.append("json")
         except StorageError as exc:
@@ -105,15 +105,15 @@ class _V1Check:
     def _read_checksum(self, image: _Image) -> None:
         path = paths.image_checksum(image.id)
         try:
-            text = self.driver.get(path).decode("utf-8", "replace").strip()
+            text = self.driver.get(path, MAX_CONFIG_BYTES).decode("utf-8", "replace").strip()
         except PathNotFound:
             return
         except StorageError as exc:
             self.found.add("unreadable-file", "error", image.id, path, exc.message)
             return
         try:
-            doc = json.loads(text)
-        except ValueError:
+            doc = parse_json(text)
+        except JsonError:
             doc = text  # 0.6-style plain string
         values = doc if isinstance(doc, list) else [doc]
         for value in values:
@@ -164,8 +164,8 @@ class _V1Check:
 
     def _ancestry(self, image_id: str) -> tuple[str, ...] | None:
         try:
-            doc = json.loads(self.driver.get(paths.image_ancestry(image_id)))
-        except (StorageError, ValueError, UnicodeDecodeError):
+            doc = parse_json(self.driver.get(paths.image_ancestry(image_id), MAX_CONFIG_BYTES))
+        except (StorageError, JsonError):
             return None
         if isinstance(doc, list) and doc and all(isinstance(i, str) and is_v1_id(i) for i in doc):
             return tuple(doc)
@@ -234,7 +234,7 @@ class _V1Check:
     def _check_ancestry(self, image: _Image) -> None:
         path = paths.image_ancestry(image.id)
         try:
-            raw = self.driver.get(path)
+            raw = self.driver.get(path, MAX_CONFIG_BYTES)
         except PathNotFound:
             self.found.add("missing-image-file", "error", image.id, path, "no ancestry file")
             return

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from regtool.layout.reader import Issue
 from regtool.layout.v2 import paths
-from regtool.layout.v2.reader import LinkError, V2Reader
+from regtool.layout.v2.reader import MAX_LINK_BYTES, LinkError, V2Reader
 from regtool.model.digest import ALGORITHMS, DigestError, parse_digest, short
 from regtool.model.manifest import ImageIndex, ImageManifest, Schema1Manifest
 from regtool.ops.verify import (
@@ -323,7 +323,8 @@ class _V2Check:
         except StorageError:
             pass
         try:
-            text = self.driver.get(paths.upload_startedat(repo, upload)).decode("ascii").strip()
+            raw = self.driver.get(paths.upload_startedat(repo, upload), MAX_LINK_BYTES)
+            text = raw.decode("ascii").strip()  # a timestamp
             started = datetime.strptime(text, STARTEDAT_FORMAT).replace(tzinfo=UTC)
             latest = max(latest, started.timestamp())
         except (StorageError, ValueError, UnicodeDecodeError):

@@ -54,6 +54,14 @@ def storage_error(path: str, exc: OSError) -> StorageError:
     return StorageError(path, message)
 
 
+class TooLarge(StorageError):
+    """An object bigger than the caller's limit; refused without reading it whole."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(path, f"larger than {limit} bytes")
+        self.limit = limit
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     path: str
@@ -73,7 +81,9 @@ class Entry:
 class StorageDriver(Protocol):
     """What layouts need from a place that stores bytes."""
 
-    def get(self, path: str) -> bytes: ...
+    def get(self, path: str, limit: int | None = None) -> bytes:
+        """The whole object; with `limit`, TooLarge when it holds more (at most limit+1 read)."""
+        ...
 
     def put(self, path: str, data: bytes) -> None:
         """Write the whole object atomically (readers see the old or the new bytes)."""

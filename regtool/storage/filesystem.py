@@ -20,6 +20,7 @@ from regtool.storage.driver import (
     ObjectBusy,
     PathNotFound,
     StorageError,
+    TooLarge,
     storage_error,
 )
 
@@ -53,7 +54,7 @@ class FilesystemDriver:
         return self._prefix + path
 
     # -- reads -------------------------------------------------------------------------
-    def get(self, path: str) -> bytes:
+    def get(self, path: str, limit: int | None = None) -> bytes:
         full = self.full(path)
         try:
             fd = os.open(full, os.O_RDONLY)
@@ -64,14 +65,7 @@ class FilesystemDriver:
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
         try:
-            # Regular files return short reads only at end of file: one read for small objects.
-            chunk = os.read(fd, CHUNK)
-            if len(chunk) < CHUNK:
-                return chunk
-            chunks = [chunk]
-            while chunk := os.read(fd, CHUNK):
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return read_fd(fd, path, limit)
         except IsADirectoryError:
             raise StorageError(path, "is a directory") from None
         except OSError as exc:
@@ -256,6 +250,34 @@ class FilesystemDriver:
             except OSError:
                 return
             current = current.rpartition("/")[0]
+
+
+def read_fd(fd: int, path: str, limit: int | None = None, chunk: int = CHUNK) -> bytes:
+    """The rest of an open file; with `limit`, TooLarge instead of more than `limit` bytes.
+
+    Regular files return short reads only at their end, so a small object costs one read
+    and no stat. When the first chunk is full, the size (fstat) is checked before anything
+    more is read, and a file still growing is cut off at the first byte past the limit:
+    at most one chunk, and never more than limit + 1 bytes, is read of a refused object.
+    """
+    want = chunk if limit is None else min(chunk, limit + 1)
+    data = os.read(fd, want)
+    if len(data) < want:
+        return data
+    if limit is not None and (len(data) > limit or os.fstat(fd).st_size > limit):
+        raise TooLarge(path, limit)
+    parts = [data]
+    total = len(data)
+    while True:
+        if limit is not None:
+            want = min(chunk, limit + 1 - total)
+        data = os.read(fd, want)
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
+        total += len(data)
+        if limit is not None and total > limit:
+            raise TooLarge(path, limit)
 
 
 def _unlink_quietly(path: str) -> None:

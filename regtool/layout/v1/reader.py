@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from regtool.layout.reader import Image, Issue, Layer, Repository, Resolved, TagLink
 from regtool.layout.v1 import paths
-from regtool.model.config import ConfigError, V1Image, parse_v1_json
+from regtool.model.config import MAX_CONFIG_BYTES, ConfigError, V1Image, parse_v1_json
 from regtool.model.digest import is_v1_id
+from regtool.model.jsondoc import JsonError, parse_json
 from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
 
 V1_MEDIA_TYPE = "application/vnd.docker.v1.image"
 MAX_CHAIN = 1000  # Docker refused images with more than 127 layers; this only stops loops
+# A tag file holds one image id (64 bytes); `tag_<name>_json` metadata a few hundred.
+MAX_TAG_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +57,11 @@ class V1Reader:
                 continue
             path = paths.tag_file(repository, tag)
             try:
-                content = self.driver.get(path).decode("ascii", "replace").strip()
+                raw = self.driver.get(path, MAX_TAG_FILE_BYTES)
             except StorageError as exc:
                 result.append(TagLink(repository, tag, None, path, Issue(path, exc.message)))
                 continue
+            content = raw.decode("ascii", "replace").strip()
             if is_v1_id(content):
                 result.append(TagLink(repository, tag, content, path))
             elif tag.endswith("_json") and content.startswith("{"):
@@ -84,12 +87,14 @@ class V1Reader:
         info: V1Image | None = None
         json_path = paths.image_json(image_id)
         try:
-            info = parse_v1_json(self.driver.get(json_path))
+            info = parse_v1_json(self.driver.get(json_path, MAX_CONFIG_BYTES))
             if info.id != image_id:
                 issues.append(Issue(json_path, f"json id {info.id[:12]} differs from folder"))
         except PathNotFound:
             issues.append(Issue(json_path, "image json is missing"))
-        except (StorageError, ConfigError) as exc:
+        except StorageError as exc:
+            issues.append(Issue(json_path, f"unreadable image json: {exc.message}"))
+        except ConfigError as exc:
             issues.append(Issue(json_path, f"unreadable image json: {exc}"))
         layer_size: int | None = None
         layer_path = paths.image_layer(image_id)
@@ -119,7 +124,7 @@ class V1Reader:
     def _load_chain(self, image_id: str) -> tuple[tuple[str, ...], tuple[Issue, ...]]:
         path = paths.image_ancestry(image_id)
         try:
-            ancestry = json.loads(self.driver.get(path))
+            ancestry = parse_json(self.driver.get(path, MAX_CONFIG_BYTES))
             if (
                 isinstance(ancestry, list)
                 and ancestry
@@ -130,7 +135,9 @@ class V1Reader:
             problem = Issue(path, "ancestry does not start with the image itself")
         except PathNotFound:
             problem = Issue(path, "ancestry is missing; following json parents")
-        except (StorageError, ValueError, UnicodeDecodeError) as exc:
+        except StorageError as exc:
+            problem = Issue(path, f"unreadable ancestry: {exc.message}")
+        except JsonError as exc:
             problem = Issue(path, f"unreadable ancestry: {exc}")
         return self.parent_chain(image_id), (problem,)
 

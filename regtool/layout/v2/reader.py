@@ -7,9 +7,10 @@ from pathlib import Path
 from regtool.layout.reader import Blob, Image, Issue, Layer, Repository, Resolved, TagLink
 from regtool.layout.v2 import paths
 from regtool.model import mediatype as mt
-from regtool.model.config import ConfigError, ImageConfig, parse_config
+from regtool.model.config import MAX_CONFIG_BYTES, ConfigError, ImageConfig, parse_config
 from regtool.model.digest import DigestError, parse_digest
 from regtool.model.manifest import (
+    MAX_MANIFEST_BYTES,
     ImageIndex,
     ImageManifest,
     Manifest,
@@ -19,7 +20,8 @@ from regtool.model.manifest import (
 )
 from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
 
-MAX_CONFIG_BYTES = 8 * 1024 * 1024
+# A link holds one digest (at most 135 bytes); the rest is room for stray white space.
+MAX_LINK_BYTES = 1024
 
 
 class LinkError(Exception):
@@ -43,7 +45,7 @@ class V2Reader:
     # -- links ---------------------------------------------------------------------------
     def read_link(self, path: str) -> str:
         try:
-            text = self.driver.get(path).decode("ascii", "replace")
+            text = self.driver.get(path, MAX_LINK_BYTES).decode("ascii", "replace")
         except PathNotFound:
             raise LinkError(Issue(path, "link file missing")) from None
         except StorageError as exc:
@@ -125,7 +127,7 @@ class V2Reader:
     def _load_manifest(self, digest: str) -> Manifest | Issue:
         path = paths.blob_data(digest)
         try:
-            raw = self.driver.get(path)
+            raw = self.driver.get(path, MAX_MANIFEST_BYTES)  # a link may name any blob
         except PathNotFound:
             return Issue(path, f"manifest blob {digest} is missing")
         except StorageError as exc:
@@ -140,10 +142,12 @@ class V2Reader:
         if cached is None:
             path = paths.blob_data(digest)
             try:
-                cached = parse_config(self.driver.get(path))
+                cached = parse_config(self.driver.get(path, MAX_CONFIG_BYTES))
             except PathNotFound:
                 cached = Issue(path, f"config blob {digest} is missing")
-            except (StorageError, ConfigError) as exc:
+            except StorageError as exc:
+                cached = Issue(path, f"unreadable config: {exc.message}")
+            except ConfigError as exc:
                 cached = Issue(path, f"unreadable config: {exc}")
             self._configs[digest] = cached
         return cached

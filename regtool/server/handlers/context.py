@@ -14,10 +14,10 @@ from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import V2Reader
 from regtool.layout.v2.writer import V2Writer
 from regtool.model.digest import DigestError, parse_digest
-from regtool.model.manifest import ManifestError, parse_manifest
+from regtool.model.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
 from regtool.model.reference import valid_name, valid_tag
 from regtool.server.http import ApiError
-from regtool.storage.driver import PathNotFound
+from regtool.storage.driver import PathNotFound, TooLarge
 from regtool.storage.filesystem import FilesystemDriver
 from regtool.storage.lock import LockTimeout, storage_lock
 
@@ -123,13 +123,16 @@ class Context:
         return digest
 
     def manifest(self, digest: str) -> tuple[bytes, str] | None:
-        """A stored manifest's bytes and media type (cached), or None when it is missing."""
+        """A stored manifest's bytes and media type (cached), or None when it is missing.
+
+        A link may name any blob: one over the manifest size limit is not read (None).
+        """
         cached = self._manifests.get(digest)
         if cached is not None:
             return cached
         try:
-            raw = self.driver.get(paths.blob_data(digest))
-        except PathNotFound:
+            raw = self.driver.get(paths.blob_data(digest), MAX_MANIFEST_BYTES)
+        except (PathNotFound, TooLarge):
             return None
         return self.remember_manifest(digest, raw)
 

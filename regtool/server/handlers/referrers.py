@@ -7,11 +7,11 @@ writes a manifest there). Referrers deleted since are dropped when answering.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from regtool.layout.v2 import paths
 from regtool.model import mediatype as mt
+from regtool.model.jsondoc import JsonError, parse_json
 from regtool.server.handlers.context import Context
 from regtool.server.http import Request, Response, json_response
 from regtool.storage.driver import StorageError
@@ -64,9 +64,9 @@ def _index(ctx: Context, name: str) -> dict[str, list[dict[str, Any]]]:
 
 def _descriptor(digest: str, raw: bytes, media_type: str) -> dict[str, Any] | None:
     try:
-        doc = json.loads(raw)
+        doc = parse_json(raw)  # an unreadable manifest refers to nothing: skipped
         subject = doc.get("subject", {}).get("digest") if isinstance(doc, dict) else None
-    except (ValueError, AttributeError):
+    except (JsonError, AttributeError):
         return None
     if not isinstance(subject, str):
         return None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from regtool.layout.v1 import paths as v1paths
+from regtool.model.config import MAX_CONFIG_BYTES
 from regtool.model.digest import is_v1_id
 from regtool.server.handlers.context import Context
 from regtool.server.http import ApiError, Request, Response, json_response
@@ -71,7 +72,8 @@ def image(ctx: Context, req: Request, name: str, ref: str) -> Response:
             if info.layer_size is not None:
                 headers["X-Docker-Size"] = str(info.layer_size)
             headers["Content-Type"] = "application/json"
-            return Response(200, headers, ctx.driver.get(v1paths.image_json(ref)))
+            body = ctx.driver.get(v1paths.image_json(ref), MAX_CONFIG_BYTES)
+            return Response(200, headers, body)
         if name == "ancestry":
             chain, _issues = ctx.v1.chain(ref)
             return json_response(list(chain), headers=headers)
