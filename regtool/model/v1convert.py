@@ -70,6 +70,8 @@ def load_v1_json(raw: bytes) -> dict[str, Any]:
     """A v1 image json as an ordered dict; raises V1ConvertError for anything else."""
     try:
         doc = json.loads(raw)
+    except RecursionError:
+        raise V1ConvertError("image json is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise V1ConvertError(f"image json is not JSON: {exc}") from None
     if not isinstance(doc, dict):

@@ -1,4 +1,9 @@
-"""Random access to the members of an image tarball, streamed, symlinks followed."""
+"""Random access to the members of an image tarball, streamed, symlinks followed.
+
+Nothing is ever extracted: member names (`../../etc/passwd`, absolute paths) and symlink or
+hardlink members only ever name other members of the same archive. A tar with more than
+MAX_MEMBERS members, or a JSON member over its cap, is refused before it is read whole.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from regtool.errors import UnreadableError
 from regtool.model.digest import is_digest
 from regtool.ops import layerio
 
-MAX_SMALL = 16 << 20  # json members (manifests, configs, index) larger than this are refused
+MAX_SMALL = 4 << 20  # manifest.json, index.json, manifests, v1 jsons: distribution's cap
+MAX_CONFIG = 8 << 20  # image configs (what `ls` and `verify` read at most)
+MAX_MEMBERS = 100_000  # a save of hundreds of images has a few thousand
 
 
 class ArchiveError(ValueError):
@@ -27,7 +34,6 @@ class Archive:
         self.path = path
         try:
             self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
-            self.members = {_clean(m.name): m for m in self.tar.getmembers()}
         except (tarfile.TarError, EOFError) as exc:
             raise UnreadableError(
                 f"{path}: not a readable tar archive ({exc})",
@@ -35,6 +41,29 @@ class Archive:
             ) from None
         except OSError as exc:
             raise UnreadableError(f"{path}: {exc.strerror or exc}") from None
+        try:
+            self.members = self._list()
+        except BaseException:
+            self.tar.close()
+            raise
+
+    def _list(self) -> dict[str, tarfile.TarInfo]:
+        members: dict[str, tarfile.TarInfo] = {}
+        try:
+            for number, info in enumerate(self.tar, 1):
+                if number > MAX_MEMBERS:
+                    raise UnreadableError(
+                        f"{self.path}: more than {MAX_MEMBERS} members: not an image tarball"
+                    )
+                members[_clean(info.name)] = info
+        except (tarfile.TarError, EOFError) as exc:
+            raise UnreadableError(
+                f"{self.path}: not a readable tar archive ({exc})",
+                hint="is the file complete? `tar tf FILE` shows where it breaks",
+            ) from None
+        except OSError as exc:
+            raise UnreadableError(f"{self.path}: {exc.strerror or exc}") from None
+        return members
 
     def close(self) -> None:
         self.tar.close()
@@ -73,15 +102,19 @@ class Archive:
         if seen != info.size:
             raise ArchiveError(f"member {name} is truncated ({seen} of {info.size} bytes)")
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = MAX_SMALL) -> bytes:
         info = self.member(name)
-        if info.size > MAX_SMALL:
-            raise ArchiveError(f"member {name} is too large for a json file ({info.size} bytes)")
+        if info.size > limit:
+            raise ArchiveError(
+                f"member {name} is too large for a json file ({info.size} bytes, at most {limit})"
+            )
         return b"".join(self.chunks(name))
 
     def json(self, name: str) -> Any:
         try:
             return json.loads(self.read(name))
+        except RecursionError:
+            raise ArchiveError(f"member {name} is JSON nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ArchiveError(f"member {name} is not JSON: {exc}") from None
 
