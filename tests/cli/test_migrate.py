@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from regtool.cli.app import app
+from regtool.layout.v2 import paths as v2paths
+from tests.support.bombs import run_regtool_measured, zeros_bzip2, zeros_digest, zeros_gzip
 from tests.support.v1tree import V1_FIXTURE, image_id, snapshot, write_image, write_tag
 
 runner = CliRunner()
@@ -74,3 +76,21 @@ def test_a_missing_source_is_an_operational_error(tmp_path):
     result = migrate("--from", str(tmp_path / "nope"), "--to", str(tmp_path / "v2"), "--yes")
     assert result.exit_code == 3
     assert result.stderr.startswith("Error: ")
+
+
+def test_layers_that_expand_to_gigabytes_migrate_in_bounded_memory(tmp_path):
+    """A v1 chain of a 2 GiB-of-zeros gzip layer and a 1 GiB-of-zeros bzip2 layer migrates
+    (exit 0) with a peak RSS under 300 MB, however far the layers expand."""
+    v1 = tmp_path / "v1"
+    base, top = image_id("zeros-gzip"), image_id("zeros-bzip2")
+    write_image(v1, base, None, zeros_gzip(2048))
+    write_image(v1, top, base, zeros_bzip2(1024))
+    write_tag(v1, "library/bombs", "latest", top)
+    dest = tmp_path / "v2"
+    run = run_regtool_measured("migrate", "--from", str(v1), "--to", str(dest), "--yes")
+    assert run.returncode == 0, run.stderr
+    assert run.peak_rss < 300 * 10**6, f"peak RSS {run.peak_rss / 10**6:.0f} MB"
+    digest = (dest / v2paths.tag_current_link("bombs", "latest")).read_text()
+    manifest = json.loads((dest / v2paths.blob_data(digest)).read_bytes())
+    config = json.loads((dest / v2paths.blob_data(manifest["config"]["digest"])).read_bytes())
+    assert config["rootfs"]["diff_ids"] == [zeros_digest(2048), zeros_digest(1024)]
