@@ -19,6 +19,7 @@ from pathlib import Path
 
 from regtool.errors import LockHeldError, RootError, UsageError
 from regtool.layout.detect import locate, open_reader
+from regtool.layout.reader import TagLink
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths as v2paths
@@ -27,7 +28,8 @@ from regtool.model.digest import digest_of
 from regtool.model.reference import valid_name, valid_tag
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
 from regtool.ops import layerio
-from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
+from regtool.ops.v1guard import Guard
+from regtool.storage.driver import PathNotFound, StorageError
 from regtool.storage.filesystem import FilesystemDriver
 from regtool.storage.lock import LockTimeout, storage_lock
 
@@ -132,20 +134,11 @@ def plan_migration(
     reader = _open_v1(source)
     _check_destination(destination)
     sniffed: dict[str, str] = {}
+    guard = Guard(reader.driver)
     chains = []
     for repo in reader.repositories():
         for link in reader.tags(repo.name):
-            chains.append(
-                _plan_chain(
-                    reader,
-                    link.repository,
-                    link.tag,
-                    link.digest,
-                    link.issue,
-                    keep_library,
-                    sniffed,
-                )
-            )
+            chains.append(_plan_chain(reader, guard, link, keep_library, sniffed))
     counted: dict[str, int] = {}
     recompress: list[str] = []
     for chain in chains:
@@ -169,28 +162,36 @@ def plan_migration(
 
 def _plan_chain(
     reader: V1Reader,
-    v1_name: str,
-    tag: str,
-    image: str | None,
-    issue: object,
+    guard: Guard,
+    link: TagLink,
     keep_library: bool,
     sniffed: dict[str, str],
 ) -> ChainEntry:
-    repository = destination_name(v1_name, keep_library)
-    source = f"{v1_name}:{tag}"
+    tag, image = link.tag, link.digest
+    repository = destination_name(link.repository, keep_library)
+    source = f"{link.repository}:{tag}"
 
     def skipped(problem: str, images: tuple[str, ...] = ()) -> ChainEntry:
         return ChainEntry(source, repository, tag, image or "", images, 0, (), problem)
 
+    tag_problem = guard.problem(link.path)
+    if tag_problem is not None:
+        return skipped(f"tag file {tag_problem}")
     if image is None:
-        return skipped(f"tag file unreadable: {getattr(issue, 'message', issue)}")
+        return skipped(f"tag file unreadable: {getattr(link.issue, 'message', link.issue)}")
     if not valid_name(repository):
         return skipped(f"{repository!r} is not a valid v2 repository name")
     if not valid_tag(tag):
         return skipped(f"{tag!r} is not a valid v2 tag")
+    walk_problem = guard.parents_problem(reader, image)  # before the reader follows them
+    if walk_problem is not None:
+        return skipped(walk_problem)
     top_first, _ = reader.chain(image)
     images = tuple(reversed(top_first))
     for position, image_id in enumerate(top_first):
+        files_problem = guard.image_problem(image_id)
+        if files_problem is not None:
+            return skipped(files_problem, images)
         info = reader.image(image_id)
         if info.issues:
             what = "image" if position == 0 else "parent"
@@ -204,7 +205,7 @@ def _plan_chain(
                 images,
             )
         if image_id not in sniffed:
-            sniffed[image_id] = _sniff(reader.driver, image_id)
+            sniffed[image_id] = _sniff(guard, image_id)
         if sniffed[image_id] == layerio.UNKNOWN:
             return skipped(f"image {image_id[:12]}: layer is not a tar, gzip, xz or bzip2", images)
     size = sum(reader.image(i).layer_size or 0 for i in images)
@@ -212,9 +213,9 @@ def _plan_chain(
     return ChainEntry(source, repository, tag, image, images, size, recompress, None)
 
 
-def _sniff(driver: StorageDriver, image_id: str) -> str:
+def _sniff(guard: Guard, image_id: str) -> str:
     try:
-        with driver.open(v1paths.image_layer(image_id)) as handle:
+        with guard.open(v1paths.image_layer(image_id)) as handle:
             return layerio.sniff(handle.read(layerio.SNIFF_BYTES))
     except StorageError:
         return layerio.UNKNOWN
@@ -226,6 +227,7 @@ class _Run:
 
     def __init__(self, reader: V1Reader, writer: V2Writer, progress: Progress | None) -> None:
         self.reader = reader
+        self.guard = Guard(reader.driver)
         self.writer = writer
         self.progress = progress
         self.hashed: dict[str, layerio.LayerDigests] = {}
@@ -235,7 +237,7 @@ class _Run:
         self.bytes_written = 0
 
     def layer_chunks(self, image_id: str, count: bool = False) -> Iterator[bytes]:
-        with self.reader.driver.open(v1paths.image_layer(image_id)) as handle:
+        with self.guard.open(v1paths.image_layer(image_id)) as handle:
             for chunk in layerio.read_chunks(handle):
                 if count and self.progress is not None:
                     self.progress(len(chunk))
@@ -365,7 +367,7 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
         for chain in plan.ready:
             try:
                 digests = run.hash_chain(chain)
-                jsons = [reader.driver.get(v1paths.image_json(i)) for i in chain.images]
+                jsons = [run.guard.get(v1paths.image_json(i)) for i in chain.images]
                 converted = config_from_v1(jsons, [d.diff_id for d in digests])
             except (layerio.LayerError, V1ConvertError) as exc:
                 skipped.append(SkippedTag(chain.source, f"{chain.image[:12]}: {exc}"))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,13 @@ from typer.testing import CliRunner
 
 from regtool.cli.app import app
 from regtool.layout.v2 import paths as v2paths
-from tests.support.bombs import run_regtool_measured, zeros_bzip2, zeros_digest, zeros_gzip
+from tests.support.bombs import (
+    REPO_ROOT,
+    run_regtool_measured,
+    zeros_bzip2,
+    zeros_digest,
+    zeros_gzip,
+)
 from tests.support.v1tree import V1_FIXTURE, image_id, snapshot, write_image, write_tag
 
 runner = CliRunner()
@@ -94,3 +103,27 @@ def test_layers_that_expand_to_gigabytes_migrate_in_bounded_memory(tmp_path):
     manifest = json.loads((dest / v2paths.blob_data(digest)).read_bytes())
     config = json.loads((dest / v2paths.blob_data(manifest["config"]["digest"])).read_bytes())
     assert config["rootfs"]["diff_ids"] == [zeros_digest(2048), zeros_digest(1024)]
+
+
+def test_a_fifo_in_place_of_a_layer_or_json_is_skipped_not_opened(v1_copy, tmp_path):
+    """Opening a FIFO blocks until a writer comes: migrate must not open one at all."""
+    for name in ("layer", "json"):
+        ident = image_id(f"fifo-{name}")
+        write_image(v1_copy, ident, None, b"\0" * 1024)
+        (v1_copy / "images" / ident / name).unlink()
+        os.mkfifo(v1_copy / "images" / ident / name)
+        write_tag(v1_copy, f"fifo/{name}", "latest", ident)
+    done = subprocess.run(
+        [sys.executable, "-m", "regtool", "migrate", "--from", str(v1_copy)]
+        + ["--to", str(tmp_path / "v2"), "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    for name in ("layer", "json"):
+        assert f"skipped fifo/{name}:latest: " in done.stderr
+        assert f"/{name} is not a regular file" in done.stderr
+    assert (tmp_path / "v2" / v2paths.tag_current_link("busybox", "latest")).exists()
