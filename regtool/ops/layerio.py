@@ -298,37 +298,6 @@ def hash_layer(chunks: Iterable[bytes]) -> LayerDigests:
     return LayerDigests(blob.digest, blob.size, raw.digest, kind, kind != GZIP)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBlob:
-    digest: str
-    size: int
-    created: bool  # False when the blob was already in the storage
-
-
-def store_blob(
-    writer: V2Writer, repo: str, chunks: Iterable[bytes], *, link: bool = True
-) -> StoredBlob:
-    """Stream bytes through an upload of `repo` (hashing on the way) into the blob store.
-
-    Like `V2Writer.ingest`, but reports whether the blob is new (so a caller can undo what
-    it created) and can leave the repository link for later (`link=False`). Any exception
-    raised by `chunks` (a digest check, a corrupt stream) leaves nothing behind.
-    """
-    hasher = Hasher()
-    upload_id = writer.start_upload(repo)
-    try:
-        data = paths.upload_data(repo, upload_id)
-        writer.driver.put_stream(data, hasher.tap(chunks))
-        created = not writer.has_blob(hasher.digest)
-        if created:
-            writer.driver.move(data, paths.blob_data(hasher.digest))
-        if link:
-            writer.link_blob(repo, hasher.digest)
-    finally:
-        writer.cancel_upload(repo, upload_id)
-    return StoredBlob(hasher.digest, hasher.size, created)
-
-
 class GzipLayer:
     """Iterate to get a layer as gzip: gzip passes through unchanged, others are recompressed.
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtool.errors import LockHeldError, RootError, UsageError
+from regtool.errors import LockHeldError, OperationalError, RootError, UsageError
 from regtool.layout.detect import locate, open_reader
 from regtool.layout.reader import TagLink
 from regtool.layout.v1 import paths as v1paths
@@ -28,6 +28,7 @@ from regtool.model.digest import digest_of
 from regtool.model.reference import valid_name, valid_tag
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
 from regtool.ops import layerio
+from regtool.ops.staging import Stage, Tidying, is_no_space, size_text, write_failure, write_tag
 from regtool.ops.v1guard import Guard
 from regtool.storage.driver import PathNotFound, StorageError
 from regtool.storage.filesystem import FilesystemDriver
@@ -256,6 +257,27 @@ class _Run:
         else:
             self.blobs_present += 1
 
+    def convert(self, chain: ChainEntry, oci: bool) -> tuple[str, bool] | SkippedTag:
+        """Layers, config and manifest of one chain (no tag): (manifest digest, anything
+        written), or why the chain is skipped (its layers read before anything is written)."""
+        try:
+            digests = self.hash_chain(chain)
+            jsons = [self.guard.get(v1paths.image_json(i)) for i in chain.images]
+            converted = config_from_v1(jsons, [d.diff_id for d in digests])
+        except (layerio.LayerError, V1ConvertError) as exc:
+            return SkippedTag(chain.source, f"{chain.image[:12]}: {exc}")
+        except StorageError as exc:
+            return SkippedTag(chain.source, f"{exc.path}: {exc.message}")
+        layers = [
+            self.put_layer(chain.repository, image_id, d)
+            for image_id, d in zip(chain.images, digests, strict=True)
+        ]
+        self.put_small(chain.repository, converted.config)
+        manifest = build_manifest(converted.config, layers, oci=oci)
+        before = self.blobs_written
+        digest, changed = self.put_manifest(chain.repository, manifest)
+        return digest, changed or self.blobs_written > before
+
     def put_layer(self, repo: str, image_id: str, digests: layerio.LayerDigests) -> BlobRef:
         known = self.blob_of.get(image_id)
         if known is None and not digests.recompressed and self.writer.has_blob(digests.digest):
@@ -266,9 +288,13 @@ class _Run:
                 chunks = layerio.gzip_chunks(
                     layerio.decompress(self.layer_chunks(image_id), digests.source)
                 )
-                stored = layerio.store_blob(self.writer, repo, chunks, link=False)
-                self.count(stored.created, stored.size)
-                known = stored.digest
+                stage = Stage(self.writer)
+                try:  # through an upload session: the digest is known only at the end
+                    known, size = stage.put(repo, chunks)
+                    stage.publish()
+                finally:
+                    stage.discard()  # and no `_uploads` folder left that it made
+                self.count(bool(stage.published), size)
             else:  # the stored gzip bytes, digest known from hashing: no upload folder needed
                 try:
                     size = self.writer.put_blob_stream(digests.digest, self.layer_chunks(image_id))
@@ -314,7 +340,7 @@ class _Run:
             current = None
         if current == digest:
             return False
-        self.writer.tag(repo, tag, digest)
+        write_tag(self.writer, repo, tag, digest, new=current is None)
         return True
 
 
@@ -327,7 +353,7 @@ def open_destination(destination: Path) -> tuple[Path, V2Writer]:
     _check_destination(destination)
     destination.mkdir(parents=True, exist_ok=True)
     base, _ = locate(destination)
-    return base, V2Writer(FilesystemDriver(base, fsync=False))
+    return base, V2Writer(Tidying(FilesystemDriver(base, fsync=False)))
 
 
 def flush() -> None:
@@ -354,6 +380,16 @@ class SharedLock:
         self._cm.__exit__(*exc)
 
 
+def _stopped(exc: BaseException, base: Path, run: _Run, tagged: int, ready: int) -> str:
+    """One line: why a run stopped and exactly what it had written."""
+    reason = write_failure(exc) + (f" in {base}" if is_no_space(exc) else "")
+    if not run.blobs_written and not tagged:
+        return f"migrate stopped: {reason}; no blob and no tag written"
+    blobs = f"{run.blobs_written} new blob(s) ({size_text(run.bytes_written)}) written"
+    tags = f"{tagged} of {ready} tag(s) written" if tagged else "no tag written"
+    return f"migrate stopped: {reason}; {blobs}, {tags}"
+
+
 def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) -> MigrationResult:
     """Write every ready chain of `plan`; a chain whose layers turn out corrupt is skipped."""
     started = time.monotonic()
@@ -364,33 +400,26 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
     skipped = [SkippedTag(c.source, c.problem or "") for c in plan.skipped]
     pending: list[tuple[ChainEntry, str, bool]] = []
     with SharedLock(base):
-        for chain in plan.ready:
-            try:
-                digests = run.hash_chain(chain)
-                jsons = [run.guard.get(v1paths.image_json(i)) for i in chain.images]
-                converted = config_from_v1(jsons, [d.diff_id for d in digests])
-            except (layerio.LayerError, V1ConvertError) as exc:
-                skipped.append(SkippedTag(chain.source, f"{chain.image[:12]}: {exc}"))
-                continue
-            except StorageError as exc:
-                skipped.append(SkippedTag(chain.source, f"{exc.path}: {exc.message}"))
-                continue
-            layers = [
-                run.put_layer(chain.repository, image_id, d)
-                for image_id, d in zip(chain.images, digests, strict=True)
-            ]
-            run.put_small(chain.repository, converted.config)
-            manifest = build_manifest(converted.config, layers, oci=plan.oci)
-            before = run.blobs_written
-            digest, changed = run.put_manifest(chain.repository, manifest)
-            pending.append((chain, digest, changed or run.blobs_written > before))
-        # tags last, once every blob and manifest they need is on disk
-        flush()
-        for chain, digest, changed in pending:
-            changed = run.put_tag(chain.repository, chain.tag, digest) or changed
-            status = "written" if changed else "present"
-            migrated.append(MigratedTag(chain.source, chain.repository, chain.tag, digest, status))
-        flush()
+        try:
+            for chain in plan.ready:
+                outcome = run.convert(chain, plan.oci)
+                if isinstance(outcome, SkippedTag):
+                    skipped.append(outcome)
+                else:
+                    pending.append((chain, *outcome))
+            flush()  # tags last, once every blob and manifest they need is on disk
+            for chain, digest, changed in pending:
+                changed = run.put_tag(chain.repository, chain.tag, digest) or changed
+                status = "written" if changed else "present"
+                tag = MigratedTag(chain.source, chain.repository, chain.tag, digest, status)
+                migrated.append(tag)
+            flush()
+        except (OSError, StorageError) as exc:
+            raise OperationalError(
+                _stopped(exc, base, run, len(migrated), len(pending)),
+                hint=("free some space and run" if is_no_space(exc) else "fix that and run")
+                + " migrate again: it reuses what is already written",
+            ) from None
     return MigrationResult(
         migrated=tuple(migrated),
         skipped=tuple(skipped),

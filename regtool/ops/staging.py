@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import errno
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from regtool.layout.v2 import paths
 from regtool.layout.v2.writer import V2Writer, startedat_now
 from regtool.ops import layerio
-from regtool.storage.driver import StorageError
+from regtool.storage.driver import Entry, FileInfo, StorageDriver, StorageError
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -54,6 +55,31 @@ def size_text(size: int) -> str:
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def write_tag(writer: V2Writer, repo: str, tag: str, digest: str, *, new: bool) -> None:
+    """Point `tag` at `digest`; a new tag whose writing fails halfway (an index link but no
+    current link) is removed again, so no tag is ever left half-written."""
+    try:
+        writer.tag(repo, tag, digest)
+    except BaseException:
+        if new:
+            try:
+                writer.untag(repo, tag)
+            except (OSError, StorageError):
+                pass
+            remove_empty_folders(writer.driver, paths.tags_dir(repo), paths.repository(repo))
+        raise
+
+
+def remove_empty_folders(driver: StorageDriver, folder: str, stop: str) -> None:
+    """Remove `folder` and its parents below `stop` while they are empty (filesystems)."""
+    tidy = getattr(driver, "remove_empty_parents", None)
+    if tidy is not None:
+        try:
+            tidy(folder, stop)
+        except (OSError, StorageError):
+            pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +148,8 @@ class Stage:
         for blob in self.staged.values():
             self._cancel(blob.repo, blob.upload_id)
         self.staged.clear()
-        tidy = getattr(self.driver, "remove_empty_parents", None)
-        if tidy is None:
-            return
-        for folder in reversed(self._created):
-            try:
-                tidy(folder, folder.rpartition("/")[0])  # this folder only, when empty
-            except (OSError, StorageError):
-                pass
+        for folder in reversed(self._created):  # each one alone, when empty
+            remove_empty_folders(self.driver, folder, folder.rpartition("/")[0])
 
     @property
     def published_bytes(self) -> int:
@@ -155,3 +175,69 @@ class Stage:
             self.writer.cancel_upload(repo, upload_id)
         except (OSError, StorageError):
             pass  # a leftover session is stale for gc, never visible as a blob
+
+
+class Tidying:
+    """A driver whose failed writes leave no empty folder behind.
+
+    The filesystem driver removes its temp file when a write fails (a full disk, say), but
+    the folders it made for the object stay, empty: a link folder without its link, a blob
+    folder without `data`. This wrapper removes those (only empty ones, up to the v2 root)
+    and re-raises. Everything else is passed through."""
+
+    def __init__(self, driver: StorageDriver) -> None:
+        self.inner = driver
+
+    def __getattr__(self, name: str) -> object:  # root, full, remove_empty_parents, ...
+        return getattr(self.inner, name)
+
+    def _tidy(self, path: str) -> None:
+        folder = path.rpartition("/")[0]
+        while folder.startswith(paths.V2 + "/") and not self.inner.exists(folder):
+            folder = folder.rpartition("/")[0]  # the makedirs that failed went this far
+        remove_empty_folders(self.inner, folder, paths.V2)
+
+    def put(self, path: str, data: bytes) -> None:
+        try:
+            self.inner.put(path, data)
+        except BaseException:
+            self._tidy(path)
+            raise
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        try:
+            return self.inner.put_stream(path, chunks)
+        except BaseException:
+            self._tidy(path)
+            raise
+
+    def move(self, src: str, dst: str) -> None:
+        try:
+            self.inner.move(src, dst)
+        except BaseException:
+            self._tidy(dst)
+            raise
+
+    def open_append(self, path: str) -> BinaryIO:
+        return self.inner.open_append(path)
+
+    def get(self, path: str) -> bytes:
+        return self.inner.get(path)
+
+    def open(self, path: str, offset: int = 0) -> BinaryIO:
+        return self.inner.open(path, offset)
+
+    def stat(self, path: str) -> FileInfo:
+        return self.inner.stat(path)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def list(self, prefix: str) -> list[Entry]:
+        return self.inner.list(prefix)
+
+    def walk(self, prefix: str) -> Iterator[FileInfo]:
+        return self.inner.walk(prefix)
+
+    def delete(self, path: str) -> None:
+        self.inner.delete(path)

@@ -25,12 +25,12 @@ from regtool.errors import OperationalError, UnreadableError, UsageError
 from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.writer import V2Writer
 from regtool.model import mediatype as mt
-from regtool.model.digest import digest_of
+from regtool.model.digest import digest_of, short
 from regtool.model.reference import ReferenceError_, parse_reference
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
 from regtool.ops import layerio
 from regtool.ops.migrate import SharedLock, flush, open_destination
-from regtool.ops.staging import Stage, is_no_space, size_text, write_failure
+from regtool.ops.staging import Stage, is_no_space, size_text, write_failure, write_tag
 from regtool.ops.tararchive import Archive, ArchiveError
 from regtool.ops.tarformats import GZIP_TYPES, Image, find_images
 from regtool.storage.driver import PathNotFound, StorageError
@@ -185,116 +185,119 @@ def _write(
     importer = _Importer(archive, writer)
     stage = importer.stage
     staged = []
-    try:  # phase 1: every blob of every image staged and checked, nothing public yet
-        for image in images:
-            try:
-                staged.append((image, *importer.blobs(image.names[0][0], image)))
-            except (ArchiveError, *_DAMAGED) as exc:
-                raise UnreadableError(
-                    f"{path}: image {image.label}: {_why(exc)}",
-                    hint="nothing was written; the archive is damaged",
-                ) from None
-    except BaseException as exc:
-        stage.discard()
-        if isinstance(exc, (OSError, StorageError)):
-            raise OperationalError(
-                f"cannot import {path}: {write_failure(exc)} in {writer_root(writer)}; "
-                "nothing was written",
-                hint="free some space and run the import again" if is_no_space(exc) else None,
-            ) from None
-        raise
-    done: list[ImportedImage] = []
-    try:  # phase 2: blobs published (renames), then links, revisions and tags
-        stage.publish()
-        flush()  # blobs on disk before the manifests and tags that name them
-        for image, manifest, refs in staged:
-            for repo, tag in image.names:
-                status = _commit(writer, repo, tag, manifest)
-                size = len(image.config) + sum(r.size for r in refs)
-                done.append(ImportedImage(repo, tag, digest_of(manifest), len(refs), size, status))
-        flush()
+    commit = _Commit(writer)
+    try:
+        try:  # phase 1: every blob of every image staged and checked, nothing public yet
+            for image in images:
+                try:
+                    staged.append((image, *importer.blobs(image.names[0][0], image)))
+                except (ArchiveError, *_DAMAGED) as exc:
+                    raise UnreadableError(
+                        f"{path}: image {image.label}: {_why(exc)}",
+                        hint="nothing was written; the archive is damaged",
+                    ) from None
+            # phase 2: blobs published (renames), then links, revisions and tags
+            stage.publish()
+            flush()  # blobs on disk before the manifests and tags that name them
+            for image, manifest, refs in staged:
+                for repo, tag in image.names:
+                    status = commit.image(repo, tag, manifest)
+                    size = len(image.config) + sum(r.size for r in refs)
+                    digest = digest_of(manifest)
+                    commit.done.append(ImportedImage(repo, tag, digest, len(refs), size, status))
+            flush()
+        finally:
+            stage.discard()  # sessions not published, and the empty folders made for them
     except (OSError, StorageError) as exc:
-        stage.discard()
-        raise OperationalError(
-            f"import of {path} stopped: {write_failure(exc)}; {_left(stage, staged, done)}",
-            hint="free some space and run the import again" if is_no_space(exc) else None,
-        ) from None
-    except BaseException:
-        stage.discard()
-        raise
+        reason = write_failure(exc)
+        if is_no_space(exc):
+            reason += f" in {getattr(writer.driver, 'root', 'the storage')}"
+        left = commit.left(stage, sum(len(image.names) for image, _, _ in staged))
+        hint = ("free some space and run" if is_no_space(exc) else "fix that and run") + (
+            " the import again" if left == NOTHING else f" the import again: {REUSE_HINT}"
+        )
+        raise OperationalError(f"cannot import {path}: {reason}; {left}", hint=hint) from None
     return ImportResult(
         file=str(path),
         format=kind,
-        images=tuple(done),
+        images=tuple(commit.done),
         blobs_written=len(stage.published),
         bytes_written=stage.published_bytes,
         seconds=round(time.monotonic() - started, 3),
     )
 
 
-def writer_root(writer: V2Writer) -> str:
-    return str(getattr(writer.driver, "root", "the storage"))
+NOTHING = "nothing was written"
+REUSE_HINT = (
+    "it reuses what was written; `regtool gc` frees what no tag uses "
+    "(untagged manifests with --delete-untagged)"
+)
 
 
-def _left(stage: Stage, staged: list, done: list[ImportedImage]) -> str:
-    """Exactly what a failed phase 2 leaves in the storage."""
-    total = sum(len(image.names) for image, _, _ in staged)
-    tags = ", ".join(f"{d.repository}:{d.tag}" for d in done) or "none"
-    used: set[str] = set()
-    for image, manifest, refs in staged:
-        if any((d.repository, d.tag) in image.names for d in done):
-            used |= _digests(image, manifest, refs)
-    unused = [b for b in stage.published if b.digest not in used]
-    size = sum(b.size for b in unused)
-    blobs = f"{len(unused)} blob(s) ({size_text(size)}) stored that no tag uses, left for gc"
-    return f"{len(done)} of {total} tag(s) written ({tags}); {blobs}"
+class _Commit:
+    """Phase 2: links and revisions (an index's images first), then tags; remembers what
+    it wrote so that a failure can say exactly what it left."""
 
+    def __init__(self, writer: V2Writer) -> None:
+        self.writer = writer
+        self.done: list[ImportedImage] = []
+        self.uses: dict[tuple[str, str], set[str]] = {}  # (repo, manifest) -> digests
+        self.revisions: list[tuple[str, str]] = []  # (repo, digest) written by this import
 
-def _digests(image: Image, manifest: bytes, refs: list[BlobRef]) -> set[str]:
-    found = {digest_of(manifest), digest_of(image.config), *(r.digest for r in refs)}
-    for child in image.children:
-        if child.original is not None:
-            found.add(digest_of(child.original))
-    return found
-
-
-def _commit(writer: V2Writer, repo: str, tag: str, manifest: bytes) -> str:
-    """Phase 2: links and revisions (an index's images first), then the tag."""
-    written = _link_manifest(writer, repo, manifest)
-    digest = digest_of(manifest)
-    try:
-        current = writer.driver.get(v2paths.tag_current_link(repo, tag)).decode()
-    except (PathNotFound, UnicodeDecodeError):
-        current = None
-    if current != digest:
+    def image(self, repo: str, tag: str, manifest: bytes) -> str:
+        written = self.link_manifest(repo, manifest)
+        digest = digest_of(manifest)
         try:
-            writer.tag(repo, tag, digest)
-        except BaseException:
-            if current is None:  # a half-written new tag (index link, no current) goes
-                writer.untag(repo, tag)
-            raise
-        written = True
-    return "written" if written else "present"
+            current = self.writer.driver.get(v2paths.tag_current_link(repo, tag)).decode()
+        except (PathNotFound, UnicodeDecodeError):
+            current = None
+        if current != digest:
+            write_tag(self.writer, repo, tag, digest, new=current is None)
+            written = True
+        return "written" if written else "present"
 
+    def link_manifest(self, repo: str, raw: bytes) -> bool:
+        """Link what a manifest references into `repo`, then its revision; True if new."""
+        doc = json.loads(raw)
+        digest = digest_of(raw)
+        uses = self.uses.setdefault((repo, digest), {digest})
+        written = False
+        if "manifests" in doc:
+            for child in doc["manifests"]:
+                child_raw = self.writer.driver.get(v2paths.blob_data(child["digest"]))
+                written = self.link_manifest(repo, child_raw) or written
+                uses |= self.uses[(repo, child["digest"])]
+        else:
+            for ref in [doc["config"], *doc["layers"]]:
+                uses.add(ref["digest"])
+                if not layerio.link_exists(self.writer, repo, ref["digest"]):
+                    self.writer.link_blob(repo, ref["digest"])
+                    written = True
+        if not self.writer.driver.exists(v2paths.revision_link(repo, digest)):
+            self.writer.put_manifest(repo, raw)
+            self.revisions.append((repo, digest))
+            written = True
+        return written
 
-def _link_manifest(writer: V2Writer, repo: str, raw: bytes) -> bool:
-    """Link what a manifest references into `repo`, then its revision; True if anything new."""
-    doc = json.loads(raw)
-    written = False
-    if "manifests" in doc:
-        for child in doc["manifests"]:
-            child_raw = writer.driver.get(v2paths.blob_data(child["digest"]))
-            written = _link_manifest(writer, repo, child_raw) or written
-    else:
-        for ref in [doc["config"], *doc["layers"]]:
-            if not layerio.link_exists(writer, repo, ref["digest"]):
-                writer.link_blob(repo, ref["digest"])
-                written = True
-    digest = digest_of(raw)
-    if not writer.driver.exists(v2paths.revision_link(repo, digest)):
-        writer.put_manifest(repo, raw)
-        written = True
-    return written
+    def left(self, stage: Stage, tags: int) -> str:
+        """Exactly what a failed import leaves in the storage."""
+        used: set[str] = set()
+        tagged: set[tuple[str, str]] = set()
+        for image in self.done:
+            used |= self.uses.get((image.repository, image.manifest), set())
+            tagged |= {(image.repository, d) for d in used}
+        parts = []
+        if self.done:
+            names = ", ".join(f"{d.repository}:{d.tag}" for d in self.done)
+            parts.append(f"{len(self.done)} of {tags} tag(s) ({names})")
+        untagged = [f"{r}@{short(d)}" for r, d in self.revisions if (r, d) not in tagged]
+        if untagged:
+            parts.append(f"{len(untagged)} untagged manifest(s) ({', '.join(untagged)})")
+        unused = [b for b in stage.published if b.digest not in used]
+        if unused:
+            size = size_text(sum(b.size for b in unused))
+            parts.append(f"{len(unused)} new blob(s) ({size}) that no tag uses")
+        return "written before that: " + ", ".join(parts) if parts else NOTHING
 
 
 def _parse_tag(text: str) -> tuple[str, str]:

@@ -5,14 +5,10 @@ from __future__ import annotations
 import gzip
 import os
 import tracemalloc
-from pathlib import Path
 
 import pytest
 
-from regtool.layout.v2 import paths as v2paths
-from regtool.layout.v2.writer import V2Writer
 from regtool.ops import layerio
-from regtool.storage.filesystem import FilesystemDriver
 from tests.support.v1tree import compress, make_tar, sha
 
 TAR = make_tar({"etc/hello": b"hello\n" * 1000, "bin/x": os.urandom(3000)})
@@ -68,19 +64,6 @@ def test_gzip_layer_passes_gzip_through_and_recompresses_the_rest(kind):
 def test_gzip_layer_raises_at_the_end_when_the_diff_id_differs():
     with pytest.raises(layerio.LayerError, match="config says"):
         b"".join(layerio.GzipLayer([TAR], expected="sha256:" + "0" * 64))
-
-
-def test_store_blob_leaves_nothing_when_the_stream_fails(tmp_path: Path):
-    writer = V2Writer(FilesystemDriver(tmp_path, fsync=False))
-    with pytest.raises(layerio.LayerError):
-        layerio.store_blob(writer, "app", layerio.GzipLayer([TAR], expected="sha256:" + "0" * 64))
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
-    stored = layerio.store_blob(writer, "app", [b"abc"])
-    assert stored.created and stored.digest == sha(b"abc")
-    assert (tmp_path / v2paths.layer_link("app", stored.digest)).read_text() == stored.digest
-    again = layerio.store_blob(writer, "other", [b"abc"], link=False)
-    assert not again.created
-    assert not (tmp_path / v2paths.layer_link("other", stored.digest)).exists()
 
 
 @pytest.mark.parametrize("kind", ["gzip", "xz", "bzip2"])
