@@ -21,10 +21,30 @@ from regtool.ops import layerio
 MAX_SMALL = 4 << 20  # manifest.json, index.json, manifests, v1 jsons: distribution's cap
 MAX_CONFIG = 8 << 20  # image configs (what `ls` and `verify` read at most)
 MAX_MEMBERS = 100_000  # a save of hundreds of images has a few thousand
+MAX_HEADER = 1 << 20  # pax or GNU long-name headers (tarfile reads them whole)
+_EXTENDED = frozenset(
+    {
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    }
+)
 
 
 class ArchiveError(ValueError):
     """A tarball member that is missing, truncated or does not match its name."""
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """A member header whose extended (pax, long-name) part is refused past MAX_HEADER
+    instead of being read into memory whole (a gzip'ed tar can hide gigabytes there)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED and self.size > MAX_HEADER:
+            raise tarfile.SubsequentHeaderError(f"extended header of {self.size} bytes")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
 
 
 class Archive:
@@ -33,7 +53,7 @@ class Archive:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
+            self.tar = tarfile.open(path, "r:*", tarinfo=_BoundedInfo)  # noqa: SIM115
         except (tarfile.TarError, EOFError) as exc:
             raise UnreadableError(
                 f"{path}: not a readable tar archive ({exc})",
@@ -81,6 +101,8 @@ class Archive:
                 current = _clean(posixpath.join(posixpath.dirname(current), info.linkname))
             elif info.islnk():
                 current = _clean(info.linkname)
+            elif info.issparse():
+                raise ArchiveError(f"member {current} is a sparse file")  # no save writes one
             elif info.isfile():
                 return info
             else:
