@@ -6,7 +6,10 @@ converted. apply_migration writes the plan: for each chain it first reads every 
 (digest + diff_id; a corrupt layer stops the chain before anything is written), then
 writes layer blobs, the config, the manifest (blob + revision link) and last the tag, so
 an interruption leaves no tag pointing at a missing manifest. What already exists is left
-alone, so a re-run writes nothing new.
+alone, so a re-run writes nothing new. Every file of the v1 tree is read through
+v1guard.py (no symlink followed, regular files only, image ids only); a write error (a
+full disk) stops the run with one line saying what was written, and leaves no temp file
+and no empty folder (staging.Tidying).
 """
 
 from __future__ import annotations

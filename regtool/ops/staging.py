@@ -9,6 +9,9 @@ has been read and checked are they moved into `blobs/` (a rename each). A failur
 that point cancels the sessions and removes the empty folders the import created: the
 storage is left as it was. Blobs published before a later failure are never deleted: no
 tag of this import names them, so gc frees them once its grace window has passed.
+
+Also here: `Tidying`, a driver wrapper whose failed writes (a full disk) leave no empty
+folder, and `write_tag`, which never leaves a new tag half-written.
 """
 
 from __future__ import annotations
