@@ -2,8 +2,9 @@
 
 Everything works on iterators of chunks, so memory stays flat however large a layer is.
 gzip output is deterministic (mtime 0, level 1) so importing the same tar twice gives the
-same blob digests. ISA-L (`isal`) does the deflating when installed (about 9x zlib's speed
-on incompressible data); Python's zlib is the fallback.
+same blob digests. ISA-L (`isal`) does the deflating and inflating when installed (about 9x
+zlib's deflate speed on incompressible data); Python's zlib is the fallback. Decompression is
+bounded: no step returns more than OUT_LIMIT bytes, however far a layer expands.
 """
 
 from __future__ import annotations
@@ -23,15 +24,26 @@ from regtool.layout.v2 import paths
 from regtool.layout.v2.writer import V2Writer
 from regtool.storage.driver import PathNotFound
 
-try:  # ISA-L's deflate; falls back to zlib (same stream format, other bytes)
+try:  # ISA-L's deflate and inflate; falls back to zlib (same stream format, other bytes)
     from isal import isal_zlib as _deflate_lib
 
     DEFLATE = "isal"
+    _inflate_lib: Any = _deflate_lib
+    _ERRORS: tuple[type[Exception], ...] = (
+        _deflate_lib.error,
+        zlib.error,
+        lzma.LZMAError,
+        OSError,
+        EOFError,
+    )
 except ImportError:  # pragma: no cover - isal is a dependency
     _deflate_lib = zlib  # type: ignore[assignment]
     DEFLATE = "zlib"
+    _inflate_lib = zlib
+    _ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError)
 
 CHUNK = 1 << 20
+OUT_LIMIT = 1 << 20  # most bytes one decompression step returns, however the input expands
 GZIP_LEVEL = 1
 GZIP = "gzip"
 XZ = "xz"
@@ -92,7 +104,7 @@ def peek(chunks: Iterable[bytes]) -> tuple[str, Iterator[bytes]]:
 
 def _decompressor(kind: str) -> Any:
     if kind == GZIP:
-        return zlib.decompressobj(47)  # 32 + 15: gzip header, auto-detected
+        return _inflate_lib.decompressobj(47)  # 32 + 15: gzip header, auto-detected
     if kind == XZ:
         return lzma.LZMADecompressor()
     if kind == BZIP2:
@@ -100,36 +112,70 @@ def _decompressor(kind: str) -> Any:
     raise LayerError(f"not a compressed stream: {kind}")
 
 
+class Inflater:
+    """Decompress a gzip/xz/bzip2 stream fed in chunks, at most OUT_LIMIT bytes at a time.
+
+    However much a chunk expands (a few hundred bytes of bzip2 can stand for gigabytes of
+    zeros), no call returns more than OUT_LIMIT bytes: the rest of the input waits in the
+    engine (`unconsumed_tail`, `needs_input`). Concatenated members are followed; zero
+    bytes after the last member are padding.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._engine = _decompressor(kind)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        try:
+            while data:
+                if self._engine.eof:
+                    if not data.strip(b"\0"):
+                        return  # padding after a member
+                    self._engine = _decompressor(self.kind)  # another member follows
+                yield from self._bounded(data)
+                data = self._engine.unused_data if self._engine.eof else b""
+        except _ERRORS as exc:
+            raise LayerError(f"corrupt {self.kind} stream: {exc}") from None
+
+    def _bounded(self, data: bytes) -> Iterator[bytes]:
+        engine = self._engine
+        if self.kind == GZIP:  # zlib's API: unconsumed input waits in unconsumed_tail
+            while True:
+                out = engine.decompress(data, OUT_LIMIT)
+                if out:
+                    yield out
+                left = engine.unconsumed_tail
+                if engine.eof or (len(out) < OUT_LIMIT and not left):
+                    return
+                if not out and len(left) >= len(data):
+                    raise LayerError(f"corrupt {self.kind} stream: no progress")
+                data = left
+        out = engine.decompress(data, OUT_LIMIT)  # bz2/lzma: input kept inside
+        while True:
+            if out:
+                yield out
+            if engine.eof or engine.needs_input:
+                return
+            out = engine.decompress(b"", OUT_LIMIT)
+
+    def close(self) -> None:
+        """Raise LayerError unless the stream ended with a complete member."""
+        if not self._engine.eof:
+            raise LayerError(f"truncated {self.kind} stream")
+
+
 def decompress(chunks: Iterable[bytes], kind: str) -> Iterator[bytes]:
-    """The uncompressed bytes of a gzip/xz/bzip2 stream (concatenated members allowed)."""
+    """The uncompressed bytes of a gzip/xz/bzip2 stream (concatenated members allowed),
+    in pieces of at most OUT_LIMIT bytes."""
     if kind == TAR:
         yield from chunks
         return
     if kind == UNKNOWN:
         raise LayerError("not a tar, gzip, xz or bzip2 stream")
-    engine = _decompressor(kind)
-    try:
-        for chunk in chunks:
-            while chunk:
-                out = engine.decompress(chunk)
-                if out:
-                    yield out
-                if engine.eof:
-                    chunk = engine.unused_data
-                    if chunk.strip(b"\0"):  # another member follows
-                        engine = _decompressor(kind)
-                    else:
-                        chunk = b""
-                else:
-                    chunk = b""
-        if not engine.eof:
-            raise LayerError(f"truncated {kind} stream")
-        if kind == GZIP:
-            rest = engine.flush()
-            if rest:
-                yield rest
-    except (zlib.error, lzma.LZMAError, OSError, EOFError) as exc:
-        raise LayerError(f"corrupt {kind} stream: {exc}") from None
+    inflater = Inflater(kind)
+    for chunk in chunks:
+        yield from inflater.feed(chunk)
+    inflater.close()
 
 
 def gzip_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -252,37 +298,6 @@ def hash_layer(chunks: Iterable[bytes]) -> LayerDigests:
     return LayerDigests(blob.digest, blob.size, raw.digest, kind, kind != GZIP)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBlob:
-    digest: str
-    size: int
-    created: bool  # False when the blob was already in the storage
-
-
-def store_blob(
-    writer: V2Writer, repo: str, chunks: Iterable[bytes], *, link: bool = True
-) -> StoredBlob:
-    """Stream bytes through an upload of `repo` (hashing on the way) into the blob store.
-
-    Like `V2Writer.ingest`, but reports whether the blob is new (so a caller can undo what
-    it created) and can leave the repository link for later (`link=False`). Any exception
-    raised by `chunks` (a digest check, a corrupt stream) leaves nothing behind.
-    """
-    hasher = Hasher()
-    upload_id = writer.start_upload(repo)
-    try:
-        data = paths.upload_data(repo, upload_id)
-        writer.driver.put_stream(data, hasher.tap(chunks))
-        created = not writer.has_blob(hasher.digest)
-        if created:
-            writer.driver.move(data, paths.blob_data(hasher.digest))
-        if link:
-            writer.link_blob(repo, hasher.digest)
-    finally:
-        writer.cancel_upload(repo, upload_id)
-    return StoredBlob(hasher.digest, hasher.size, created)
-
-
 class GzipLayer:
     """Iterate to get a layer as gzip: gzip passes through unchanged, others are recompressed.
 
@@ -326,30 +341,18 @@ class GzipLayer:
 
 
 class _TeeInflate:
-    """Inflate gzip chunks as they pass, hashing the plain bytes."""
+    """Inflate gzip chunks as they pass, hashing the plain bytes (bounded, see Inflater)."""
 
     def __init__(self, sink: Hasher) -> None:
-        self._engine = zlib.decompressobj(47)
+        self._inflater = Inflater(GZIP)
         self._sink = sink
 
     def feed(self, chunk: bytes) -> None:
-        try:
-            while chunk:
-                out = self._engine.decompress(chunk)
-                if out:
-                    self._sink.update(out)
-                chunk = b""
-                if self._engine.eof:
-                    rest = self._engine.unused_data
-                    if rest.strip(b"\0"):  # another gzip member follows
-                        self._engine = zlib.decompressobj(47)
-                        chunk = rest
-        except zlib.error as exc:
-            raise LayerError(f"corrupt gzip stream: {exc}") from None
+        for out in self._inflater.feed(chunk):
+            self._sink.update(out)
 
     def close(self) -> None:
-        if not self._engine.eof:
-            raise LayerError("truncated gzip stream")
+        self._inflater.close()
 
 
 def link_exists(writer: V2Writer, repo: str, digest: str) -> bool:

@@ -6,7 +6,10 @@ converted. apply_migration writes the plan: for each chain it first reads every 
 (digest + diff_id; a corrupt layer stops the chain before anything is written), then
 writes layer blobs, the config, the manifest (blob + revision link) and last the tag, so
 an interruption leaves no tag pointing at a missing manifest. What already exists is left
-alone, so a re-run writes nothing new.
+alone, so a re-run writes nothing new. Every file of the v1 tree is read through
+v1guard.py (no symlink followed, regular files only, image ids only); a write error (a
+full disk) stops the run with one line saying what was written, and leaves no temp file
+and no empty folder (staging.Tidying).
 """
 
 from __future__ import annotations
@@ -17,18 +20,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtool.errors import LockHeldError, RootError, UsageError
+from regtool.errors import LockHeldError, OperationalError, RootError, UsageError
 from regtool.layout.detect import locate, open_reader
+from regtool.layout.reader import TagLink
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.writer import DigestMismatch, V2Writer
-from regtool.model.config import MAX_CONFIG_BYTES
 from regtool.model.digest import digest_of
 from regtool.model.reference import valid_name, valid_tag
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
 from regtool.ops import layerio
-from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
+from regtool.ops.staging import Stage, Tidying, is_no_space, size_text, write_failure, write_tag
+from regtool.ops.v1guard import Guard
+from regtool.storage.driver import PathNotFound, StorageError
 from regtool.storage.filesystem import FilesystemDriver
 from regtool.storage.lock import LockTimeout, storage_lock
 
@@ -133,20 +138,11 @@ def plan_migration(
     reader = _open_v1(source)
     _check_destination(destination)
     sniffed: dict[str, str] = {}
+    guard = Guard(reader.driver)
     chains = []
     for repo in reader.repositories():
         for link in reader.tags(repo.name):
-            chains.append(
-                _plan_chain(
-                    reader,
-                    link.repository,
-                    link.tag,
-                    link.digest,
-                    link.issue,
-                    keep_library,
-                    sniffed,
-                )
-            )
+            chains.append(_plan_chain(reader, guard, link, keep_library, sniffed))
     counted: dict[str, int] = {}
     recompress: list[str] = []
     for chain in chains:
@@ -170,28 +166,36 @@ def plan_migration(
 
 def _plan_chain(
     reader: V1Reader,
-    v1_name: str,
-    tag: str,
-    image: str | None,
-    issue: object,
+    guard: Guard,
+    link: TagLink,
     keep_library: bool,
     sniffed: dict[str, str],
 ) -> ChainEntry:
-    repository = destination_name(v1_name, keep_library)
-    source = f"{v1_name}:{tag}"
+    tag, image = link.tag, link.digest
+    repository = destination_name(link.repository, keep_library)
+    source = f"{link.repository}:{tag}"
 
     def skipped(problem: str, images: tuple[str, ...] = ()) -> ChainEntry:
         return ChainEntry(source, repository, tag, image or "", images, 0, (), problem)
 
+    tag_problem = guard.problem(link.path)
+    if tag_problem is not None:
+        return skipped(f"tag file {tag_problem}")
     if image is None:
-        return skipped(f"tag file unreadable: {getattr(issue, 'message', issue)}")
+        return skipped(f"tag file unreadable: {getattr(link.issue, 'message', link.issue)}")
     if not valid_name(repository):
         return skipped(f"{repository!r} is not a valid v2 repository name")
     if not valid_tag(tag):
         return skipped(f"{tag!r} is not a valid v2 tag")
+    walk_problem = guard.parents_problem(reader, image)  # before the reader follows them
+    if walk_problem is not None:
+        return skipped(walk_problem)
     top_first, _ = reader.chain(image)
     images = tuple(reversed(top_first))
     for position, image_id in enumerate(top_first):
+        files_problem = guard.image_problem(image_id)
+        if files_problem is not None:
+            return skipped(files_problem, images)
         info = reader.image(image_id)
         if info.issues:
             what = "image" if position == 0 else "parent"
@@ -205,7 +209,7 @@ def _plan_chain(
                 images,
             )
         if image_id not in sniffed:
-            sniffed[image_id] = _sniff(reader.driver, image_id)
+            sniffed[image_id] = _sniff(guard, image_id)
         if sniffed[image_id] == layerio.UNKNOWN:
             return skipped(f"image {image_id[:12]}: layer is not a tar, gzip, xz or bzip2", images)
     size = sum(reader.image(i).layer_size or 0 for i in images)
@@ -213,9 +217,9 @@ def _plan_chain(
     return ChainEntry(source, repository, tag, image, images, size, recompress, None)
 
 
-def _sniff(driver: StorageDriver, image_id: str) -> str:
+def _sniff(guard: Guard, image_id: str) -> str:
     try:
-        with driver.open(v1paths.image_layer(image_id)) as handle:
+        with guard.open(v1paths.image_layer(image_id)) as handle:
             return layerio.sniff(handle.read(layerio.SNIFF_BYTES))
     except StorageError:
         return layerio.UNKNOWN
@@ -227,6 +231,7 @@ class _Run:
 
     def __init__(self, reader: V1Reader, writer: V2Writer, progress: Progress | None) -> None:
         self.reader = reader
+        self.guard = Guard(reader.driver)
         self.writer = writer
         self.progress = progress
         self.hashed: dict[str, layerio.LayerDigests] = {}
@@ -236,7 +241,7 @@ class _Run:
         self.bytes_written = 0
 
     def layer_chunks(self, image_id: str, count: bool = False) -> Iterator[bytes]:
-        with self.reader.driver.open(v1paths.image_layer(image_id)) as handle:
+        with self.guard.open(v1paths.image_layer(image_id)) as handle:
             for chunk in layerio.read_chunks(handle):
                 if count and self.progress is not None:
                     self.progress(len(chunk))
@@ -255,6 +260,27 @@ class _Run:
         else:
             self.blobs_present += 1
 
+    def convert(self, chain: ChainEntry, oci: bool) -> tuple[str, bool] | SkippedTag:
+        """Layers, config and manifest of one chain (no tag): (manifest digest, anything
+        written), or why the chain is skipped (its layers read before anything is written)."""
+        try:
+            digests = self.hash_chain(chain)
+            jsons = [self.guard.get(v1paths.image_json(i)) for i in chain.images]
+            converted = config_from_v1(jsons, [d.diff_id for d in digests])
+        except (layerio.LayerError, V1ConvertError) as exc:
+            return SkippedTag(chain.source, f"{chain.image[:12]}: {exc}")
+        except StorageError as exc:
+            return SkippedTag(chain.source, f"{exc.path}: {exc.message}")
+        layers = [
+            self.put_layer(chain.repository, image_id, d)
+            for image_id, d in zip(chain.images, digests, strict=True)
+        ]
+        self.put_small(chain.repository, converted.config)
+        manifest = build_manifest(converted.config, layers, oci=oci)
+        before = self.blobs_written
+        digest, changed = self.put_manifest(chain.repository, manifest)
+        return digest, changed or self.blobs_written > before
+
     def put_layer(self, repo: str, image_id: str, digests: layerio.LayerDigests) -> BlobRef:
         known = self.blob_of.get(image_id)
         if known is None and not digests.recompressed and self.writer.has_blob(digests.digest):
@@ -265,9 +291,13 @@ class _Run:
                 chunks = layerio.gzip_chunks(
                     layerio.decompress(self.layer_chunks(image_id), digests.source)
                 )
-                stored = layerio.store_blob(self.writer, repo, chunks, link=False)
-                self.count(stored.created, stored.size)
-                known = stored.digest
+                stage = Stage(self.writer)
+                try:  # through an upload session: the digest is known only at the end
+                    known, size = stage.put(repo, chunks)
+                    stage.publish()
+                finally:
+                    stage.discard()  # and no `_uploads` folder left that it made
+                self.count(bool(stage.published), size)
             else:  # the stored gzip bytes, digest known from hashing: no upload folder needed
                 try:
                     size = self.writer.put_blob_stream(digests.digest, self.layer_chunks(image_id))
@@ -313,7 +343,7 @@ class _Run:
             current = None
         if current == digest:
             return False
-        self.writer.tag(repo, tag, digest)
+        write_tag(self.writer, repo, tag, digest, new=current is None)
         return True
 
 
@@ -326,7 +356,7 @@ def open_destination(destination: Path) -> tuple[Path, V2Writer]:
     _check_destination(destination)
     destination.mkdir(parents=True, exist_ok=True)
     base, _ = locate(destination)
-    return base, V2Writer(FilesystemDriver(base, fsync=False))
+    return base, V2Writer(Tidying(FilesystemDriver(base, fsync=False)))
 
 
 def flush() -> None:
@@ -353,6 +383,16 @@ class SharedLock:
         self._cm.__exit__(*exc)
 
 
+def _stopped(exc: BaseException, base: Path, run: _Run, tagged: int, ready: int) -> str:
+    """One line: why a run stopped and exactly what it had written."""
+    reason = write_failure(exc) + (f" in {base}" if is_no_space(exc) else "")
+    if not run.blobs_written and not tagged:
+        return f"migrate stopped: {reason}; no blob and no tag written"
+    blobs = f"{run.blobs_written} new blob(s) ({size_text(run.bytes_written)}) written"
+    tags = f"{tagged} of {ready} tag(s) written" if tagged else "no tag written"
+    return f"migrate stopped: {reason}; {blobs}, {tags}"
+
+
 def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) -> MigrationResult:
     """Write every ready chain of `plan`; a chain whose layers turn out corrupt is skipped."""
     started = time.monotonic()
@@ -363,35 +403,26 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
     skipped = [SkippedTag(c.source, c.problem or "") for c in plan.skipped]
     pending: list[tuple[ChainEntry, str, bool]] = []
     with SharedLock(base):
-        for chain in plan.ready:
-            try:
-                digests = run.hash_chain(chain)
-                jsons = [
-                    reader.driver.get(v1paths.image_json(i), MAX_CONFIG_BYTES) for i in chain.images
-                ]
-                converted = config_from_v1(jsons, [d.diff_id for d in digests])
-            except (layerio.LayerError, V1ConvertError) as exc:
-                skipped.append(SkippedTag(chain.source, f"{chain.image[:12]}: {exc}"))
-                continue
-            except StorageError as exc:
-                skipped.append(SkippedTag(chain.source, f"{exc.path}: {exc.message}"))
-                continue
-            layers = [
-                run.put_layer(chain.repository, image_id, d)
-                for image_id, d in zip(chain.images, digests, strict=True)
-            ]
-            run.put_small(chain.repository, converted.config)
-            manifest = build_manifest(converted.config, layers, oci=plan.oci)
-            before = run.blobs_written
-            digest, changed = run.put_manifest(chain.repository, manifest)
-            pending.append((chain, digest, changed or run.blobs_written > before))
-        # tags last, once every blob and manifest they need is on disk
-        flush()
-        for chain, digest, changed in pending:
-            changed = run.put_tag(chain.repository, chain.tag, digest) or changed
-            status = "written" if changed else "present"
-            migrated.append(MigratedTag(chain.source, chain.repository, chain.tag, digest, status))
-        flush()
+        try:
+            for chain in plan.ready:
+                outcome = run.convert(chain, plan.oci)
+                if isinstance(outcome, SkippedTag):
+                    skipped.append(outcome)
+                else:
+                    pending.append((chain, *outcome))
+            flush()  # tags last, once every blob and manifest they need is on disk
+            for chain, digest, changed in pending:
+                changed = run.put_tag(chain.repository, chain.tag, digest) or changed
+                status = "written" if changed else "present"
+                tag = MigratedTag(chain.source, chain.repository, chain.tag, digest, status)
+                migrated.append(tag)
+            flush()
+        except (OSError, StorageError) as exc:
+            raise OperationalError(
+                _stopped(exc, base, run, len(migrated), len(pending)),
+                hint=("free some space and run" if is_no_space(exc) else "fix that and run")
+                + " migrate again: it reuses what is already written",
+            ) from None
     return MigrationResult(
         migrated=tuple(migrated),
         skipped=tuple(skipped),

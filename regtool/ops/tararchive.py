@@ -1,8 +1,12 @@
-"""Random access to the members of an image tarball, streamed, symlinks followed."""
+"""Random access to the members of an image tarball, streamed, symlinks followed.
+
+Nothing is ever extracted: member names (`../../etc/passwd`, absolute paths) and symlink or
+hardlink members only ever name other members of the same archive. A tar with more than
+MAX_MEMBERS members, or a JSON member over its cap, is refused before it is read whole.
+"""
 
 from __future__ import annotations
 
-import json
 import posixpath
 import tarfile
 from collections.abc import Iterator
@@ -11,13 +15,36 @@ from typing import Any
 
 from regtool.errors import UnreadableError
 from regtool.model.digest import is_digest
+from regtool.model.jsondoc import JsonError, parse_json
 from regtool.ops import layerio
 
-MAX_SMALL = 16 << 20  # json members (manifests, configs, index) larger than this are refused
+MAX_SMALL = 4 << 20  # manifest.json, index.json, manifests, v1 jsons: distribution's cap
+MAX_CONFIG = 8 << 20  # image configs (what `ls` and `verify` read at most)
+MAX_MEMBERS = 100_000  # a save of hundreds of images has a few thousand
+MAX_HEADER = 1 << 20  # pax or GNU long-name headers (tarfile reads them whole)
+_EXTENDED = frozenset(
+    {
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    }
+)
 
 
 class ArchiveError(ValueError):
     """A tarball member that is missing, truncated or does not match its name."""
+
+
+class _BoundedInfo(tarfile.TarInfo):
+    """A member header whose extended (pax, long-name) part is refused past MAX_HEADER
+    instead of being read into memory whole (a gzip'ed tar can hide gigabytes there)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED and self.size > MAX_HEADER:
+            raise tarfile.SubsequentHeaderError(f"extended header of {self.size} bytes")
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
 
 
 class Archive:
@@ -26,8 +53,7 @@ class Archive:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
-            self.members = {_clean(m.name): m for m in self.tar.getmembers()}
+            self.tar = tarfile.open(path, "r:*", tarinfo=_BoundedInfo)  # noqa: SIM115
         except (tarfile.TarError, EOFError) as exc:
             raise UnreadableError(
                 f"{path}: not a readable tar archive ({exc})",
@@ -35,6 +61,29 @@ class Archive:
             ) from None
         except OSError as exc:
             raise UnreadableError(f"{path}: {exc.strerror or exc}") from None
+        try:
+            self.members = self._list()
+        except BaseException:
+            self.tar.close()
+            raise
+
+    def _list(self) -> dict[str, tarfile.TarInfo]:
+        members: dict[str, tarfile.TarInfo] = {}
+        try:
+            for number, info in enumerate(self.tar, 1):
+                if number > MAX_MEMBERS:
+                    raise UnreadableError(
+                        f"{self.path}: more than {MAX_MEMBERS} members: not an image tarball"
+                    )
+                members[_clean(info.name)] = info
+        except (tarfile.TarError, EOFError) as exc:
+            raise UnreadableError(
+                f"{self.path}: not a readable tar archive ({exc})",
+                hint="is the file complete? `tar tf FILE` shows where it breaks",
+            ) from None
+        except OSError as exc:
+            raise UnreadableError(f"{self.path}: {exc.strerror or exc}") from None
+        return members
 
     def close(self) -> None:
         self.tar.close()
@@ -52,6 +101,8 @@ class Archive:
                 current = _clean(posixpath.join(posixpath.dirname(current), info.linkname))
             elif info.islnk():
                 current = _clean(info.linkname)
+            elif info.issparse():
+                raise ArchiveError(f"member {current} is a sparse file")  # no save writes one
             elif info.isfile():
                 return info
             else:
@@ -73,17 +124,27 @@ class Archive:
         if seen != info.size:
             raise ArchiveError(f"member {name} is truncated ({seen} of {info.size} bytes)")
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = MAX_SMALL) -> bytes:
         info = self.member(name)
-        if info.size > MAX_SMALL:
-            raise ArchiveError(f"member {name} is too large for a json file ({info.size} bytes)")
+        if info.size > limit:
+            raise ArchiveError(
+                f"member {name} is too large for a json file ({info.size} bytes, at most {limit})"
+            )
         return b"".join(self.chunks(name))
 
     def json(self, name: str) -> Any:
-        try:
-            return json.loads(self.read(name))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ArchiveError(f"member {name} is not JSON: {exc}") from None
+        return member_json(name, self.read(name))
+
+
+def member_json(name: str, raw: bytes, kind: type | None = None) -> Any:
+    """A JSON member parsed within regtool's bounds; ArchiveError names the member."""
+    try:
+        doc = parse_json(raw)
+    except JsonError as exc:
+        raise ArchiveError(f"member {name} is {exc}") from None
+    if kind is not None and not isinstance(doc, kind):
+        raise ArchiveError(f"member {name} is not a JSON {kind.__name__}")
+    return doc
 
 
 def _clean(name: str) -> str:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import gzip
 import os
-from pathlib import Path
+import tracemalloc
 
 import pytest
 
-from regtool.layout.v2 import paths as v2paths
-from regtool.layout.v2.writer import V2Writer
 from regtool.ops import layerio
-from regtool.storage.filesystem import FilesystemDriver
 from tests.support.v1tree import compress, make_tar, sha
 
 TAR = make_tar({"etc/hello": b"hello\n" * 1000, "bin/x": os.urandom(3000)})
+
+
+ZEROS_64 = "sha256:3b6a07d0d404fab4e23b6d34bc6696a6a312dd92821332385e5af7c01c421351"
 
 
 def pieces(data: bytes, size: int = 777) -> list[bytes]:
@@ -66,14 +66,32 @@ def test_gzip_layer_raises_at_the_end_when_the_diff_id_differs():
         b"".join(layerio.GzipLayer([TAR], expected="sha256:" + "0" * 64))
 
 
-def test_store_blob_leaves_nothing_when_the_stream_fails(tmp_path: Path):
-    writer = V2Writer(FilesystemDriver(tmp_path, fsync=False))
-    with pytest.raises(layerio.LayerError):
-        layerio.store_blob(writer, "app", layerio.GzipLayer([TAR], expected="sha256:" + "0" * 64))
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
-    stored = layerio.store_blob(writer, "app", [b"abc"])
-    assert stored.created and stored.digest == sha(b"abc")
-    assert (tmp_path / v2paths.layer_link("app", stored.digest)).read_text() == stored.digest
-    again = layerio.store_blob(writer, "other", [b"abc"], link=False)
-    assert not again.created
-    assert not (tmp_path / v2paths.layer_link("other", stored.digest)).exists()
+@pytest.mark.parametrize("kind", ["gzip", "xz", "bzip2"])
+def test_a_chunk_that_expands_to_64_mib_is_read_in_bounded_memory(kind):
+    """One small input chunk standing for 64 MiB of zeros: every reader of layer streams
+    (decompress, hash_layer, GzipLayer) holds at most a few MiB of it at a time."""
+    bomb = compress(bytes(64 << 20), kind)  # within a second or two for each kind
+    assert len(bomb) < 1 << 20
+    readers = {
+        "decompress": lambda: sum(map(len, layerio.decompress([bomb], kind))),
+        "hash_layer": lambda: layerio.hash_layer([bomb]).diff_id,
+        "GzipLayer": lambda: sum(map(len, layerio.GzipLayer([bomb], expected=ZEROS_64))),
+    }
+    for name, read in readers.items():
+        tracemalloc.start()
+        try:
+            read()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 << 20, f"{name}: {peak >> 20} MiB"
+    assert max(map(len, layerio.decompress([bomb], kind))) <= layerio.OUT_LIMIT
+
+
+@pytest.mark.parametrize("kind", ["gzip", "xz", "bzip2"])
+def test_concatenated_members_and_zero_padding_decompress_whole(kind):
+    data = compress(TAR[:5000], kind) + compress(TAR[5000:], kind) + b"\0" * 700
+    for size in (1, 97, len(data)):
+        assert b"".join(layerio.decompress(pieces(data, size), kind)) == TAR
+    with pytest.raises(layerio.LayerError, match="corrupt"):
+        b"".join(layerio.decompress([data[:40] + b"\xff" * 64 + data[104:]], kind))

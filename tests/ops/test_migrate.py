@@ -264,3 +264,46 @@ def test_an_interrupted_run_leaves_no_tag_and_a_rerun_completes(v1_copy, tmp_pat
     clean = apply_migration(plan_migration(v1_copy, tmp_path / "clean"))
     assert [m.manifest for m in resumed.migrated] == [m.manifest for m in clean.migrated]
     assert resumed.blobs_present > 0
+
+
+def test_hostile_v1_chains_are_skipped_and_the_rest_migrates(tmp_path):
+    """A parent id like `../../x` and symlinks anywhere on the way to a tag file, an image
+    folder, its json, ancestry or layer: each such chain is skipped with a finding, nothing
+    outside the tree is read into a blob, the other chains migrate."""
+    v1, dest, outside = tmp_path / "v1", tmp_path / "v2", tmp_path / "outside"
+    outside.mkdir()
+    secret = compress(make_tar({"etc/shadow": b"root:secret\n" * 50}), "gzip")
+    (outside / "layer").write_bytes(secret)
+    good = image_id("good")
+    write_image(v1, good, None, compress(make_tar({"ok": b"ok"}), "gzip"))
+    write_tag(v1, "library/good", "latest", good)
+    bad_parent = image_id("bad-parent")
+    write_image(v1, bad_parent, "../../x", compress(make_tar({"b": b"b"}), "gzip"))
+    write_tag(v1, "library/badparent", "latest", bad_parent)
+    for name in ("layer", "json", "ancestry", "folder"):
+        ident = image_id(f"linked-{name}")
+        write_image(v1, ident, good, secret)
+        folder = v1 / "images" / ident
+        if name == "folder":
+            moved = Path(shutil.move(folder, outside / ident))
+            folder.symlink_to(moved)
+        else:
+            (outside / f"{ident}-{name}").write_bytes((folder / name).read_bytes())
+            (folder / name).unlink()
+            (folder / name).symlink_to(outside / f"{ident}-{name}")
+        write_tag(v1, f"linked/{name}", "latest", ident)
+    (outside / "tag").write_text(good)
+    write_tag(v1, "linked/tag", "latest", good)
+    tag_file = v1 / "repositories" / "linked" / "tag" / "tag_latest"
+    tag_file.unlink()
+    tag_file.symlink_to(outside / "tag")
+    before = snapshot(outside)
+    result = apply_migration(plan_migration(v1, dest))
+    assert [m.source for m in result.migrated] == ["library/good:latest"]
+    problems = {s.source: s.problem for s in result.skipped}
+    assert "'../../x' is not a v1 image id" in problems.pop("library/badparent:latest")
+    linked = ("layer", "json", "ancestry", "folder", "tag")
+    assert set(problems) == {f"linked/{name}:latest" for name in linked}
+    assert all("is a symlink" in problem for problem in problems.values()), problems
+    assert sha(secret)[7:] not in {p.parent.name for p in dest.rglob("data")}
+    assert snapshot(outside) == before

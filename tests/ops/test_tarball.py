@@ -18,14 +18,19 @@ from regtool.layout.detect import open_reader
 from regtool.layout.v2 import paths as v2paths
 from regtool.model.v1convert import BlobRef, build_manifest
 from regtool.ops.migrate import apply_migration, plan_migration
+from regtool.ops.tararchive import Archive
 from regtool.ops.tarball import import_tarball
 from regtool.ops.tarexport import export_images
+from tests.support.clients import skopeo
+from tests.support.ocitar import gzip_layer, oci_dir_of, oci_tar_of
 from tests.support.refregistry import reference_registry, run_reference_gc
+from tests.support.serve import subprocess_server
 from tests.support.v1tree import (
     V1_FIXTURE,
     V2_FIXTURE,
     layer_tars,
     regtool_serve,
+    regtool_verify,
     sha,
     skopeo_pull,
     snapshot,
@@ -408,3 +413,59 @@ def test_multi_platform_save_imports_an_index_of_the_recompressed_images(tmp_pat
             capture_output=True,
             timeout=120,
         )
+
+
+# -- failures: what a failed import leaves ---------------------------------------------------
+def test_a_failed_import_keeps_a_layer_a_concurrent_push_linked(tmp_path, monkeypatch):
+    """import reads layer 1, a client pushes an image with the same layer 1 (the server may
+    link an existing blob), the import then fails on layer 2: the pushed image stays whole."""
+    shared, damaged = gzip_layer("shared"), gzip_layer("damaged")
+    oci_tar_of(tmp_path / "bad.tar", "imp/app:1", [shared, damaged], damaged=damaged)
+    oci_dir_of(tmp_path / "push", "1", [shared, gzip_layer("own")])
+    dest = tmp_path / "v2"
+    pushes = []
+    real_chunks = Archive.chunks
+
+    def chunks(self, name):  # the moment layer 2 is opened, layer 1 has been read
+        if name.endswith(sha(damaged)[7:]) and not pushes:
+            pushes.append(
+                skopeo(
+                    "--insecure-policy",
+                    "copy",
+                    "--quiet",
+                    "--retry-times",
+                    "0",
+                    "--dest-tls-verify=false",
+                    f"oci:{tmp_path / 'push'}:1",
+                    f"docker://{served.host}/other/app:1",
+                )
+            )
+        yield from real_chunks(self, name)
+
+    with subprocess_server(dest) as served:
+        monkeypatch.setattr(Archive, "chunks", chunks)
+        with pytest.raises(UnreadableError, match="imp/app:1") as failed:
+            import_tarball(tmp_path / "bad.tar", dest)
+        monkeypatch.setattr(Archive, "chunks", real_chunks)
+        assert pushes, "the push never ran"
+        assert failed.value.hint.startswith("nothing was written")
+        pulled = skopeo_pull(served.host, "other/app:1", tmp_path / "pulled")
+    assert [x["digest"] for x in pulled["layers"]][0] == sha(shared)
+    assert regtool_verify(dest)["problems"] == []
+    assert not (dest / v2paths.repository("imp")).exists()  # nor its empty _uploads
+
+
+def test_a_failed_import_leaves_no_folder_it_created(saved, tmp_path):
+    dest = seeded_destination(tmp_path, saved)
+    folders = sorted(p for p in dest.rglob("*") if p.is_dir())
+    before = snapshot(dest)
+    oci_tar_of(
+        tmp_path / "bad.tar",
+        "new/space/app:1",
+        [gzip_layer("one"), gzip_layer("two")],
+        damaged=gzip_layer("two"),
+    )
+    with pytest.raises(UnreadableError, match="new/space/app:1"):
+        import_tarball(tmp_path / "bad.tar", dest)
+    assert snapshot(dest) == before
+    assert sorted(p for p in dest.rglob("*") if p.is_dir()) == folders

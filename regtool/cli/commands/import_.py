@@ -33,9 +33,11 @@ def import_(
     Reads `docker save` output of every generation (legacy repositories + <id>/layer.tar,
     manifest.json, Docker 25+ OCI layout) and `podman save` (docker-archive or
     oci-archive). Raw layers are gzip-compressed; names lose their registry host and
-    'library/'. Exit 3 for an unreadable or damaged tarball (truncated, a blob that does
-    not match its digest) -- nothing is written then; exit 2 for a missing or ambiguous
-    name (use --tag).
+    'library/'. Blobs become visible only once the whole tarball has checked out, so a
+    registry serving the same storage never links a blob of a failed import. Exit 3 for
+    an unreadable or damaged tarball (truncated, a blob that does not match its digest)
+    -- nothing is written then -- and for a full disk (the error says what was left);
+    exit 2 for a missing or ambiguous name (use --tag).
 
     Example:
 

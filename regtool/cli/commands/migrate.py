@@ -48,7 +48,10 @@ def migrate(
     comes from the top image's json plus rootfs and one history entry per v1 image.
     'library/NAME' becomes 'NAME' so `docker pull HOST/NAME` keeps working. The source is
     never modified; re-running skips what is already there. --to defaults to --root.
-    Exit 1 when a chain had to be skipped (missing parent or layer, corrupt layer).
+    Exit 1 when a chain had to be skipped (missing parent or layer, corrupt layer, a
+    parent that is no image id, a symlink or non-file where a v1 file should be: symlinks
+    in the v1 tree are never followed). Exit 3 when the destination fills up: no tag is
+    written then, and a re-run after freeing space finishes.
 
     Example:
 

@@ -146,8 +146,8 @@ class V1Reader:
         chain = [image_id]
         current = self.image(image_id)
         while current.json is not None and current.json.parent and len(chain) < MAX_CHAIN:
-            if current.json.parent in chain:
-                break
+            if current.json.parent in chain or not is_v1_id(current.json.parent):
+                break  # a loop, or `../../x`: never a path to open
             chain.append(current.json.parent)
             current = self.image(current.json.parent)
         return tuple(chain)
