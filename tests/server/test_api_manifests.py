@@ -54,6 +54,18 @@ CALLS = [
         json_body={"repositories": ["test/repo"]},
     ),
     Call("catalog bad n", "GET", "/v2/_catalog?n=x", 400, "PAGINATION_NUMBER_INVALID"),
+    # '²' and '٣' pass str.isdigit(); int() refuses the first and reads the second as 3
+    Call("catalog n superscript", "GET", "/v2/_catalog?n=%C2%B2", 400, "PAGINATION_NUMBER_INVALID"),
+    Call(
+        "catalog n arabic digit", "GET", "/v2/_catalog?n=%D9%A3", 400, "PAGINATION_NUMBER_INVALID"
+    ),
+    Call(
+        "tags n of 5000 digits",
+        "GET",
+        f"/v2/{REPO}/tags/list?n={'9' * 5000}",
+        400,
+        "PAGINATION_NUMBER_INVALID",
+    ),
     Call(
         "tags",
         "GET",
