@@ -144,7 +144,35 @@ CALLS = [
         "MANIFEST_UNKNOWN",
     ),
     Call("manifest unknown repo", "GET", "/v2/nope/manifests/latest", 404, "NAME_UNKNOWN"),
-    Call("manifest bad tag", "GET", f"/v2/{REPO}/manifests/-bad", 400, "TAG_INVALID"),
+    # a tag that cannot exist is simply not there (OCI conformance: pull and push workflows)
+    Call("manifest bad tag", "GET", f"/v2/{REPO}/manifests/-bad", 404, "MANIFEST_UNKNOWN"),
+    Call(
+        "manifest get invalid tag name",
+        "GET",
+        f"/v2/{REPO}/manifests/.INVALID_MANIFEST_NAME",
+        404,
+        "MANIFEST_UNKNOWN",
+    ),
+    Call(
+        "manifest head invalid tag name",
+        "HEAD",
+        f"/v2/{REPO}/manifests/.INVALID_MANIFEST_NAME",
+        404,
+    ),
+    Call(
+        "manifest get invalid tag name in an unknown repo",
+        "GET",
+        "/v2/nope/manifests/.INVALID_MANIFEST_NAME",
+        404,
+        "NAME_UNKNOWN",
+    ),
+    Call(
+        "manifest get tag too long",
+        "GET",
+        f"/v2/{REPO}/manifests/{{long}}",
+        404,
+        "MANIFEST_UNKNOWN",
+    ),
     Call(
         "manifest put",
         "PUT",
@@ -252,6 +280,15 @@ CALLS = [
         400,
         "TAG_INVALID",
         body=MANIFEST,
+    ),
+    Call(
+        "manifest put invalid tag name",
+        "PUT",
+        f"/v2/{REPO}/manifests/.INVALID_MANIFEST_NAME",
+        400,
+        "TAG_INVALID",
+        body=MANIFEST,
+        headers={"Content-Type": mt.DOCKER_MANIFEST},
     ),
     Call(
         "manifest put read-only",
