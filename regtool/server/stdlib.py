@@ -7,12 +7,13 @@ chunked) to the handlers as they arrive, answers `Expect: 100-continue`, sends b
 layer files with `socket.sendfile`, and writes one access-log line per request.
 
 Framing is strict, as RFC 9112 asks of a server that must not be fooled into reading one
-request as two: an over-long request line is a 414, an over-long header line or too many
-headers a 431 (never split and read on), numbers are ASCII digits, chunk sizes plain hex,
-`Transfer-Encoding` other than `chunked` a 501, and `Transfer-Encoding` with
-`Content-Length` a 400; each of these closes the connection. At most `max_connections`
-connections are served at once (the others wait in the listen backlog), and a connection
-that sends nothing for `idle_timeout` seconds (between requests or mid-request) is closed.
+request as two: an over-long request line is a 414; an over-long header line, too many
+header lines or too many header bytes a 431 (a line is never split and read on); numbers
+are ASCII digits, chunk sizes plain hex; `Transfer-Encoding` other than `chunked` is a
+501, and with `Content-Length` a 400; each of these closes the connection. At most
+`max_connections` connections are served at once (the others wait in the listen
+backlog), and a connection that sends nothing for `idle_timeout` seconds (between
+requests or mid-request) is closed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from regtool.server.http import ApiError, Request, Response, parse_count
 
 MAX_LINE = 65536  # bytes in the request line, a header line or a chunk-size line
 MAX_HEADERS = 200
+MAX_HEADER_BYTES = 256 << 10  # all header lines of one request together
 MAX_BLANK_LINES = 8  # empty lines tolerated before a request line (RFC 9112 2.2)
 CHUNK = 1 << 20
 IDLE_TIMEOUT = 60.0
@@ -248,6 +250,7 @@ class RegistryHandler(socketserver.StreamRequestHandler):
         """The header fields, names lower-cased; a line is never split or read past."""
         headers: dict[str, str] = {}
         readline = self.rfile.readline
+        total = 0
         for _ in range(MAX_HEADERS + 1):
             raw = readline(MAX_LINE + 1)
             if raw in CRLF:
@@ -256,6 +259,9 @@ class RegistryHandler(socketserver.StreamRequestHandler):
                 if len(raw) > MAX_LINE:
                     raise BadRequest(f"header line longer than {MAX_LINE} bytes", 431)
                 raise ConnectionError("client closed the connection mid-headers")
+            total += len(raw)
+            if total > MAX_HEADER_BYTES:
+                raise BadRequest(f"headers longer than {MAX_HEADER_BYTES} bytes in all", 431)
             name, sep, value = raw.decode("latin-1").partition(":")
             key = name.lower()
             # no blank around the name (RFC 9112 5.1) and no folded continuation lines

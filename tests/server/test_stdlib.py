@@ -157,6 +157,13 @@ def test_too_many_header_lines_is_a_431_and_closes(tmp_path: Path) -> None:
     assert answer.startswith(b"HTTP/1.1 431 ") and b"Connection: close" in answer
 
 
+def test_headers_over_256k_in_all_are_a_431_and_close(tmp_path: Path) -> None:
+    line = b"X-Pad: " + b"a" * (60 << 10) + b"\r\n"  # each line is allowed, not five of them
+    with in_process(tmp_path / "root") as served:
+        answer = until_closed(served.host, b"GET /v2/ HTTP/1.1\r\n" + line * 5 + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"Connection: close" in answer
+
+
 def test_header_name_with_blank_before_the_colon_is_a_400(tmp_path: Path) -> None:
     with in_process(tmp_path / "root") as served:
         answer = until_closed(
