@@ -6,6 +6,7 @@ import base64
 import errno
 import ssl
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Protocol
 
 from regtool.layout.detect import locate
 from regtool.layout.v2 import paths
+from regtool.server.auth import LoginThrottle
 from regtool.server.handlers import blobs, catalog, manifests, referrers, tags, uploads, v1
 from regtool.server.handlers.context import Context, Options
 from regtool.server.http import ApiError, Request, Response
@@ -55,9 +57,18 @@ class Authenticator(Protocol):
 
 
 class App:
-    def __init__(self, ctx: Context, auth: Authenticator | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        auth: Authenticator | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
         self.ctx = ctx
         self.auth = auth
+        self.throttle = throttle or LoginThrottle()
+        self.headers = dict(headers or {})  # config.yml's http.headers: on every answer
 
     def handle(self, req: Request) -> Response:
         try:
@@ -71,16 +82,15 @@ class App:
         except Exception:  # the one catch-all: a bug must not kill the connection thread
             traceback.print_exc(file=sys.stderr)
             response = error_response(ApiError("UNKNOWN"))
+        if self.headers:
+            response.headers.update(self.headers)
         if req.path.startswith("/v2"):
             response.headers.update(API_VERSION)
         return response
 
     def _dispatch(self, req: Request) -> Response:
         if self.auth is not None:
-            header = req.headers.get("authorization")
-            if not self.auth.check(header):
-                raise ApiError("UNAUTHORIZED", headers={"WWW-Authenticate": self.auth.challenge()})
-            req.user = basic_user(header or "")
+            self._authenticate(self.auth, req)
         match = route(req.path)
         handler = HANDLERS.get((match.endpoint, "GET" if req.method == "HEAD" else req.method))
         if handler is None:
@@ -94,6 +104,20 @@ class App:
         if match.endpoint in NAMED:
             self.ctx.check_name(match.name)
         return handler(self.ctx, req, match.name, match.ref)
+
+    def _authenticate(self, auth: Authenticator, req: Request) -> None:
+        """Set req.user, or raise 401; a failed login from an address that keeps failing is
+        answered late (this thread sleeps, holding no lock: other clients go on)."""
+        header = req.headers.get("authorization")
+        if header and auth.check(header):
+            self.throttle.succeeded(req.client)
+            req.user = basic_user(header)
+            return
+        if header:  # a request without credentials is a client asking how to log in
+            delay = self.throttle.failed(req.client)
+            if delay:
+                time.sleep(delay)
+        raise ApiError("UNAUTHORIZED", headers={"WWW-Authenticate": auth.challenge()})
 
 
 def basic_user(header: str) -> str | None:

@@ -15,6 +15,8 @@ import hmac
 import os
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,15 @@ _CACHE_SIZE = 256
 # Checked when the user is unknown, so that a wrong name costs as much as a wrong password
 # (a cost-10 hash of a throwaway string; a literal, so importing this module stays cheap).
 _DUMMY_HASH = b"$2b$10$ymN/dVaZLKXcVIXJT33V9.QH/DYmEbGKWwrVQ2paLayhku.mk4DGi"
+
+
+# Failed logins: after FREE_FAILURES failures in a row from one address, each further
+# failure is answered after a delay that starts at FIRST_DELAY and doubles up to MAX_DELAY.
+FREE_FAILURES = 5
+FIRST_DELAY = 0.1
+MAX_DELAY = 2.0
+FORGET_AFTER = 900.0  # an address with no failure for this long starts afresh
+MAX_TRACKED = 4096  # addresses remembered at most (the oldest are forgotten first)
 
 
 class HtpasswdError(OperationalError):
@@ -238,3 +249,42 @@ def set_password(path: Path, user: str, password: str) -> bool:
     except OSError as exc:
         raise HtpasswdError(f"cannot write htpasswd file {path}: {exc.strerror}") from None
     return added
+
+
+class LoginThrottle:
+    """Slows down repeated failed logins from one client address.
+
+    `failed(address)` counts a failure and returns the delay to wait before answering it;
+    the caller sleeps in its own thread, so other clients are never slowed and no lock is
+    held while waiting. `succeeded(address)` forgets the address. Cheap when nothing failed.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}  # address -> (count, last failure)
+
+    def failed(self, address: str) -> float:
+        now = self._clock()
+        with self._lock:
+            count, last = self._failures.pop(address, (0, now))
+            count = 1 if now - last > FORGET_AFTER else count + 1
+            self._failures[address] = (count, now)  # re-inserted: the dict stays oldest first
+            if len(self._failures) > MAX_TRACKED:
+                self._failures.pop(next(iter(self._failures)))
+        return delay_after(count)
+
+    def succeeded(self, address: str) -> None:
+        if address in self._failures:  # the common case reads the dict only
+            with self._lock:
+                self._failures.pop(address, None)
+
+    def failures(self, address: str) -> int:
+        return self._failures.get(address, (0, 0.0))[0]
+
+
+def delay_after(failures: int) -> float:
+    """Seconds to hold the answer to the `failures`-th failure in a row."""
+    if failures <= FREE_FAILURES:
+        return 0.0
+    return min(MAX_DELAY, FIRST_DELAY * 2 ** min(failures - FREE_FAILURES - 1, 32))

@@ -38,6 +38,19 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
 }
 
 
+MAX_DIGITS = 18  # any count, offset or length a request may carry stays below 2**63
+
+
+def parse_count(text: str, max_digits: int = MAX_DIGITS) -> int | None:
+    """A non-negative decimal number of ASCII digits, at most `max_digits` long; else None.
+
+    `str.isdigit()` alone is not enough: it accepts '²' (which int() refuses) and '٣'
+    (which int() reads as 3), and int() of thousands of digits is slow, then raises."""
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 class ApiError(Exception):
     """An error answer: a spec code, optional message/detail, status and extra headers."""
 
@@ -91,6 +104,7 @@ class Request:
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
     body: Body = field(default_factory=EmptyBody)
     user: str | None = None
+    client: str = ""  # the peer's address (login throttling is per address)
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)

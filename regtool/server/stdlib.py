@@ -5,10 +5,20 @@ through the email parser), keeps connections alive, sets TCP_NODELAY (without it
 algorithm holds small answers back ~40 ms), streams request bodies (Content-Length or
 chunked) to the handlers as they arrive, answers `Expect: 100-continue`, sends blob and
 layer files with `socket.sendfile`, and writes one access-log line per request.
+
+Framing is strict, as RFC 9112 asks of a server that must not be fooled into reading one
+request as two: an over-long request line is a 414; an over-long header line, too many
+header lines or too many header bytes a 431 (a line is never split and read on); numbers
+are ASCII digits, chunk sizes plain hex; `Transfer-Encoding` other than `chunked` is a
+501, and with `Content-Length` a 400; each of these closes the connection. At most
+`max_connections` connections are served at once (the others wait in the listen
+backlog), and a connection that sends nothing for `idle_timeout` seconds (between
+requests or mid-request) is closed.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import socketserver
@@ -25,20 +35,34 @@ from typing import BinaryIO
 from urllib.parse import parse_qsl, unquote
 
 from regtool.server.app import App, error_response
-from regtool.server.http import ApiError, Request, Response
+from regtool.server.http import ApiError, Request, Response, parse_count
 
-MAX_LINE = 65536
+MAX_LINE = 65536  # bytes in the request line, a header line or a chunk-size line
 MAX_HEADERS = 200
+MAX_HEADER_BYTES = 256 << 10  # all header lines of one request together
+MAX_BLANK_LINES = 8  # empty lines tolerated before a request line (RFC 9112 2.2)
 CHUNK = 1 << 20
-IDLE_TIMEOUT = 120.0
+IDLE_TIMEOUT = 60.0
+MAX_CONNECTIONS = 512
 DRAIN_LIMIT = 8 << 20
 TLS_HANDSHAKE = b"\x16"  # first byte of a TLS ClientHello record
-SEND_TIMEOUT = struct.pack("ll", int(IDLE_TIMEOUT), 0)  # struct timeval for SO_SNDTIMEO
 REASONS = {s.value: s.phrase for s in HTTPStatus}
+CRLF = (b"\r\n", b"\n")  # RFC 9112 2.2: a bare LF may be read as a line end
+# chunk-size [ BWS ";" extensions, ignored ] CRLF; no sign, no 0x, no `_`, at most 16 digits
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
 
 
 class BadRequest(Exception):
-    pass
+    """A request the transport refuses: answered with `status`, then the connection closes."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _bad_body(message: str) -> ApiError:
+    """A malformed chunked body: a 400 answer, and the connection is not reused."""
+    return ApiError("UNKNOWN", f"malformed chunked body: {message}", status=400)
 
 
 class _Body:
@@ -77,14 +101,15 @@ class _Body:
         held = 0
         readline, read = self.rfile.readline, self.rfile.read
         while not self.done:
-            line = readline(MAX_LINE)
-            try:
-                left = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise ConnectionError("malformed chunked body") from None
+            line = readline(MAX_LINE + 1)
+            if not line:
+                raise ConnectionError("client closed the connection mid-body")
+            match = _CHUNK_LINE.fullmatch(line)
+            if match is None:
+                raise _bad_body("chunk size is not hexadecimal digits")
+            left = int(match.group(1), 16)
             if left == 0:
-                while readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
+                self._trailers()
                 self.done = True
                 break
             while left > 0:
@@ -97,9 +122,20 @@ class _Body:
                 if held >= size:
                     yield b"".join(pending)
                     pending, held = [], 0
-            readline(MAX_LINE)
+            if readline(3) not in CRLF:
+                raise _bad_body("chunk data longer than its size")
         if pending:
             yield b"".join(pending)
+
+    def _trailers(self) -> None:
+        """Skip the trailer fields after the last chunk (bounded like headers)."""
+        for _ in range(MAX_HEADERS + 1):
+            line = self.rfile.readline(MAX_LINE + 1)
+            if line in CRLF:
+                return
+            if not line.endswith(b"\n"):
+                raise _bad_body("trailer line too long or cut off")
+        raise _bad_body("too many trailer lines")
 
     def read_all(self, limit: int) -> bytes:
         if self.remaining is not None and self.remaining > limit:
@@ -116,12 +152,12 @@ class _Body:
 class RegistryHandler(socketserver.StreamRequestHandler):
     rbufsize = 1 << 16
     wbufsize = 0
-    timeout = IDLE_TIMEOUT
+    timeout = None  # set in setup() from the server's idle_timeout
     server: RegistryServer
 
     def setup(self) -> None:
         context = self.server.ssl_context
-        self.request.settimeout(self.timeout)
+        self.request.settimeout(self.server.idle_timeout)
         if context is not None:
             # the handshake happens on first read, inside handle(), where failures are quiet
             self.request = context.wrap_socket(
@@ -129,7 +165,7 @@ class RegistryHandler(socketserver.StreamRequestHandler):
             )
             self.connection = self.request
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, SEND_TIMEOUT)
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.server.send_timeout)
         super().setup()
 
     def handle(self) -> None:
@@ -145,15 +181,19 @@ class RegistryHandler(socketserver.StreamRequestHandler):
             self.connection.sendall(b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\n\r\n")
             return False
         line = self.rfile.readline(MAX_LINE + 1)
-        while line in (b"\r\n", b"\n"):
+        for _ in range(MAX_BLANK_LINES):
+            if line not in CRLF:
+                break
             line = self.rfile.readline(MAX_LINE + 1)
-        if not line:
-            return False
         started = time.perf_counter()
         try:
+            if not line.endswith(b"\n"):
+                if len(line) > MAX_LINE:
+                    raise BadRequest(f"request line longer than {MAX_LINE} bytes", 414)
+                return False  # closed, or cut off mid-line
             req, keep_alive = self._parse(line)
         except BadRequest as exc:
-            self._send(error_response(ApiError("UNKNOWN", str(exc), status=400)), False, False)
+            self._refuse(exc, started)
             return False
         with self.server.tracker:  # shutdown waits for the answer and its log line
             response = self.server.app.handle(req)
@@ -172,32 +212,28 @@ class RegistryHandler(socketserver.StreamRequestHandler):
             raise BadRequest("malformed request line") from None
         if not version.startswith("HTTP/1."):
             raise BadRequest("unsupported HTTP version")
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADERS):
-            raw = self.rfile.readline(MAX_LINE + 1)
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = raw.decode("latin-1").partition(":")
-            if not sep:
-                raise BadRequest("malformed header")
-            key = name.strip().lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        else:
-            raise BadRequest("too many headers")
+        headers = self._headers()
         path, _, query = target.partition("?")
         connection = headers.get("connection", "").lower()
         keep_alive = "close" not in connection and (
             version != "HTTP/1.0" or "keep-alive" in connection
         )
         length: int | None = 0
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        coding = headers.get("transfer-encoding")
+        if coding is not None:
+            # RFC 9112 6.1 and 6.3: both framings at once (or chunked in HTTP/1.0) is how
+            # requests get smuggled past proxies; refuse and close
+            if "content-length" in headers:
+                raise BadRequest("both Transfer-Encoding and Content-Length sent")
+            if version == "HTTP/1.0":
+                raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+            if coding.strip().lower() != "chunked":
+                raise BadRequest(f"Transfer-Encoding {coding[:40]!r} not supported", 501)
             length = None
         elif "content-length" in headers:
-            text = headers["content-length"]
-            if not text.isdigit():
-                raise BadRequest("bad Content-Length")
-            length = int(text)
+            length = parse_count(headers["content-length"])
+            if length is None:
+                raise BadRequest("Content-Length is not a number")
         expect = headers.get("expect", "").lower() == "100-continue"
         body = _Body(self.rfile, length, self._continue if expect else None)
         req = Request(
@@ -206,8 +242,41 @@ class RegistryHandler(socketserver.StreamRequestHandler):
             query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
             headers=headers,
             body=body,
+            client=self.client_address[0],
         )
         return req, keep_alive
+
+    def _headers(self) -> dict[str, str]:
+        """The header fields, names lower-cased; a line is never split or read past."""
+        headers: dict[str, str] = {}
+        readline = self.rfile.readline
+        total = 0
+        for _ in range(MAX_HEADERS + 1):
+            raw = readline(MAX_LINE + 1)
+            if raw in CRLF:
+                return headers
+            if not raw.endswith(b"\n"):
+                if len(raw) > MAX_LINE:
+                    raise BadRequest(f"header line longer than {MAX_LINE} bytes", 431)
+                raise ConnectionError("client closed the connection mid-headers")
+            total += len(raw)
+            if total > MAX_HEADER_BYTES:
+                raise BadRequest(f"headers longer than {MAX_HEADER_BYTES} bytes in all", 431)
+            name, sep, value = raw.decode("latin-1").partition(":")
+            key = name.lower()
+            # no blank around the name (RFC 9112 5.1) and no folded continuation lines
+            if not sep or not key or key[0] in " \t" or key[-1] in " \t":
+                raise BadRequest("malformed header line")
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        raise BadRequest(f"more than {MAX_HEADERS} header lines", 431)
+
+    def _refuse(self, exc: BadRequest, started: float) -> None:
+        """Answer a request the transport refused (spec error JSON) and log it."""
+        response = error_response(ApiError("UNKNOWN", str(exc), status=exc.status))
+        self._send(response, False, False)
+        req = Request(method="-", path="-", query={}, headers={})
+        self.server.log(self.client_address[0], req, response, started)
 
     def _continue(self) -> None:
         self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -233,7 +302,7 @@ class RegistryHandler(socketserver.StreamRequestHandler):
         try:
             sock.sendfile(response.file, response.offset, response.length)
         finally:
-            sock.settimeout(self.timeout)
+            sock.settimeout(self.server.idle_timeout)
 
     def _send(self, response: Response, head: bool, keep_alive: bool) -> None:
         headers = response.headers
@@ -291,9 +360,19 @@ class RegistryServer(ThreadingHTTPServer):
         *,
         ssl_context: ssl.SSLContext | None = None,
         access_log: BinaryIO | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self.app = app
         self.ssl_context = ssl_context
+        self.idle_timeout = idle_timeout
+        seconds = int(idle_timeout)
+        micros = int((idle_timeout - seconds) * 1_000_000)
+        self.send_timeout = struct.pack("ll", seconds, micros)  # timeval for SO_SNDTIMEO
+        self.max_connections = max_connections
+        # one slot per connection being served; taken before accept(), so that beyond the
+        # cap new connections wait in the kernel's listen backlog instead of taking threads
+        self._slots = threading.BoundedSemaphore(max_connections)
         self.tracker = _Tracker()
         self.access_log = access_log
         self._log_lock = threading.Lock()
@@ -301,6 +380,24 @@ class RegistryServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, RegistryHandler)
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        # serve_forever calls this when a connection waits; with every slot taken, give up
+        # after a moment (OSError: it polls again, and still sees shutdown requests)
+        if not self._slots.acquire(timeout=0.1):
+            raise OSError("connection limit reached")
+        try:
+            return super().get_request()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def shutdown_request(self, request: object) -> None:
+        # called exactly once for every accepted connection, whatever became of it
+        try:
+            super().shutdown_request(request)  # type: ignore[arg-type]
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Connections that break are the client's business; anything else is printed."""

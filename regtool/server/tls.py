@@ -110,10 +110,13 @@ def default_names(host: str) -> list[str]:
     return list(seen)
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """A server-side SSLContext (TLS 1.2 or newer) for a certificate chain and its key."""
+def server_context(cert: Path, key: Path, minimum: str | None = None) -> ssl.SSLContext:
+    """A server-side SSLContext for a certificate chain and its key: TLS 1.2 or newer,
+    or 1.3 only with `minimum` "tls1.3" (config.yml's http.tls.minimumtls)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if minimum == "tls1.3" else ssl.TLSVersion.TLSv1_2
+    )
     context.set_alpn_protocols(["http/1.1"])
     try:
         context.load_cert_chain(certfile=str(cert), keyfile=str(key))

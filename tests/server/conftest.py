@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +24,13 @@ INSECURE = ["--src-tls-verify=false", "--dest-tls-verify=false"]
 
 
 @contextmanager
-def in_process(root: Path, options: Options | None = None, auth: object = None) -> Iterator[Served]:
-    """The server on a thread of this process, on a free port of 127.0.0.1."""
+def in_process(
+    root: Path, options: Options | None = None, auth: object = None, **limits: Any
+) -> Iterator[Served]:
+    """The server on a thread of this process, on a free port of 127.0.0.1; `limits` go to
+    RegistryServer (max_connections, idle_timeout)."""
     ctx = open_context(root, options or Options())
-    server = RegistryServer(("127.0.0.1", 0), App(ctx, auth))  # type: ignore[arg-type]
+    server = RegistryServer(("127.0.0.1", 0), App(ctx, auth), **limits)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     host = f"127.0.0.1:{server.server_address[1]}"

@@ -54,6 +54,18 @@ CALLS = [
         json_body={"repositories": ["test/repo"]},
     ),
     Call("catalog bad n", "GET", "/v2/_catalog?n=x", 400, "PAGINATION_NUMBER_INVALID"),
+    # '²' and '٣' pass str.isdigit(); int() refuses the first and reads the second as 3
+    Call("catalog n superscript", "GET", "/v2/_catalog?n=%C2%B2", 400, "PAGINATION_NUMBER_INVALID"),
+    Call(
+        "catalog n arabic digit", "GET", "/v2/_catalog?n=%D9%A3", 400, "PAGINATION_NUMBER_INVALID"
+    ),
+    Call(
+        "tags n of 5000 digits",
+        "GET",
+        f"/v2/{REPO}/tags/list?n={'9' * 5000}",
+        400,
+        "PAGINATION_NUMBER_INVALID",
+    ),
     Call(
         "tags",
         "GET",
@@ -132,7 +144,35 @@ CALLS = [
         "MANIFEST_UNKNOWN",
     ),
     Call("manifest unknown repo", "GET", "/v2/nope/manifests/latest", 404, "NAME_UNKNOWN"),
-    Call("manifest bad tag", "GET", f"/v2/{REPO}/manifests/-bad", 400, "TAG_INVALID"),
+    # a tag that cannot exist is simply not there (OCI conformance: pull and push workflows)
+    Call("manifest bad tag", "GET", f"/v2/{REPO}/manifests/-bad", 404, "MANIFEST_UNKNOWN"),
+    Call(
+        "manifest get invalid tag name",
+        "GET",
+        f"/v2/{REPO}/manifests/.INVALID_MANIFEST_NAME",
+        404,
+        "MANIFEST_UNKNOWN",
+    ),
+    Call(
+        "manifest head invalid tag name",
+        "HEAD",
+        f"/v2/{REPO}/manifests/.INVALID_MANIFEST_NAME",
+        404,
+    ),
+    Call(
+        "manifest get invalid tag name in an unknown repo",
+        "GET",
+        "/v2/nope/manifests/.INVALID_MANIFEST_NAME",
+        404,
+        "NAME_UNKNOWN",
+    ),
+    Call(
+        "manifest get tag too long",
+        "GET",
+        f"/v2/{REPO}/manifests/{{long}}",
+        404,
+        "MANIFEST_UNKNOWN",
+    ),
     Call(
         "manifest put",
         "PUT",
@@ -240,6 +280,15 @@ CALLS = [
         400,
         "TAG_INVALID",
         body=MANIFEST,
+    ),
+    Call(
+        "manifest put invalid tag name",
+        "PUT",
+        f"/v2/{REPO}/manifests/.INVALID_MANIFEST_NAME",
+        400,
+        "TAG_INVALID",
+        body=MANIFEST,
+        headers={"Content-Type": mt.DOCKER_MANIFEST},
     ),
     Call(
         "manifest put read-only",

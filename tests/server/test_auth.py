@@ -1,17 +1,29 @@
-"""regtool.server.auth: htpasswd entries written by set_password, checked as Basic auth."""
+"""regtool.server.auth: htpasswd entries written by set_password, checked as Basic auth;
+failed logins throttled per client address."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import os
 import threading
+import time
 from pathlib import Path
 
 import bcrypt
 import pytest
 
 from regtool.errors import OperationalError, UsageError
-from regtool.server.auth import Htpasswd, HtpasswdError, parse_htpasswd, set_password
+from regtool.server.auth import (
+    FORGET_AFTER,
+    MAX_TRACKED,
+    Htpasswd,
+    HtpasswdError,
+    LoginThrottle,
+    parse_htpasswd,
+    set_password,
+)
+from tests.server.conftest import in_process
 
 
 def basic(user: str, password: str) -> str:
@@ -202,3 +214,83 @@ def test_concurrent_checks_agree(htfile):
     for thread in threads:
         thread.join()
     assert sorted(results) == [False] * 4 + [True] * 4
+
+
+# -- throttling failed logins (issue 8) ----------------------------------------------------
+
+
+def test_five_failures_are_free_then_the_delay_doubles_from_0_1_s_up_to_2_s():
+    throttle = LoginThrottle()
+    delays = [throttle.failed("10.0.0.1") for _ in range(12)]
+    assert delays == [0, 0, 0, 0, 0, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+
+
+def test_a_success_forgets_the_failures_of_that_address():
+    throttle = LoginThrottle()
+    for _ in range(7):
+        throttle.failed("10.0.0.1")
+    throttle.succeeded("10.0.0.1")
+    assert throttle.failures("10.0.0.1") == 0
+    assert throttle.failed("10.0.0.1") == 0
+
+
+def test_each_address_is_throttled_on_its_own():
+    throttle = LoginThrottle()
+    for _ in range(9):
+        throttle.failed("10.0.0.1")
+    assert throttle.failed("10.0.0.2") == 0
+    assert throttle.failures("10.0.0.1") == 9 and throttle.failures("10.0.0.2") == 1
+
+
+def test_an_address_quiet_for_long_enough_starts_afresh():
+    now = [1000.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    for _ in range(8):
+        throttle.failed("10.0.0.1")
+    now[0] += FORGET_AFTER + 1
+    assert throttle.failed("10.0.0.1") == 0 and throttle.failures("10.0.0.1") == 1
+
+
+def test_the_oldest_addresses_are_forgotten_beyond_the_table_size():
+    throttle = LoginThrottle()
+    for number in range(MAX_TRACKED + 10):
+        throttle.failed(f"10.{number >> 16}.{(number >> 8) & 255}.{number & 255}")
+    assert throttle.failures("10.0.0.0") == 0  # the first one made room
+    assert throttle.failures(f"10.0.{(MAX_TRACKED + 9) >> 8}.{(MAX_TRACKED + 9) & 255}") == 1
+
+
+def _status(host: str, authorization: str, source: str) -> int:
+    address, port = host.rsplit(":", 1)
+    conn = http.client.HTTPConnection(address, int(port), timeout=30, source_address=(source, 0))
+    try:
+        conn.request("GET", "/v2/", headers={"Authorization": authorization})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_wrong_passwords_slow_down_their_address_while_a_logged_in_client_stays_fast(
+    htfile, tmp_path
+):
+    good, bad = basic("alice", "wonderland"), basic("alice", "guess")
+    with in_process(tmp_path / "root", auth=Htpasswd(htfile)) as served:
+        assert _status(served.host, good, "127.0.0.1") == 200  # logged in (bcrypt once)
+        failures: list[float] = []
+
+        def attacker() -> None:
+            for _ in range(8):
+                started = time.monotonic()
+                assert _status(served.host, bad, "127.0.0.2") == 401
+                failures.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=attacker)
+        thread.start()
+        answered: list[float] = []
+        while thread.is_alive() or not answered:
+            started = time.monotonic()
+            assert _status(served.host, good, "127.0.0.1") == 200
+            answered.append(time.monotonic() - started)
+        thread.join()
+    assert len(failures) == 8
+    assert failures[-1] >= 0.4 and sum(failures[5:]) >= 0.7  # held 0.1, 0.2, 0.4 s
+    assert max(answered) < 0.5, answered  # the other client was never held up

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -232,3 +233,94 @@ def test_tls_cert_without_key_is_a_usage_error(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "--tls-key" in done.stderr
+
+
+# -- configuration serve cannot honour; limits (issue 8) ------------------------------------
+
+
+def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "regtool", "serve", "--addr", "127.0.0.1:0", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("scheme", ["token", "silly"])
+def test_config_with_auth_other_than_htpasswd_refuses_to_start(tmp_path: Path, scheme: str) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: reg\n"
+        f"auth:\n  {scheme}:\n    realm: https://auth.example/token\n    service: registry\n"
+    )
+    done = run_serve("--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"Error: config {config}: auth.{scheme}: not supported")
+    assert "listening" not in done.stdout and "Traceback" not in done.stderr
+
+
+def test_config_with_tls_client_cas_refuses_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: reg\n"
+        "http:\n  tls:\n    certificate: s.crt\n    key: s.key\n    clientcas: [ca.pem]\n"
+    )
+    done = run_serve("--config", str(config))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"Error: config {config}: http.tls.clientcas: not supported")
+
+
+@pytest.mark.parametrize(("delete", "status"), [("", 405), ("  delete:\n    enabled: true\n", 202)])
+def test_with_config_deletes_follow_storage_delete_enabled(
+    v2_copy: Path, tmp_path: Path, delete: str, status: int
+) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {v2_copy}\n{delete}"
+    )
+    with subprocess_server(v2_copy, "--config", str(config)) as served:
+        code, body, _ = http_request("DELETE", f"{served.url}/v2/busybox/manifests/latest")
+    assert code == status
+    if status == 405:
+        assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+
+
+def test_without_config_deletes_stay_allowed(v2_copy: Path) -> None:
+    with subprocess_server(v2_copy) as served:
+        code, _, _ = http_request("DELETE", f"{served.url}/v2/busybox/manifests/latest")
+    assert code == 202
+
+
+def test_config_headers_are_sent_and_unused_sections_named_in_one_warning(
+    v2_copy: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {v2_copy}\n"
+        "http:\n  headers:\n    X-Content-Type-Options: [nosniff]\n"
+        "health:\n  storagedriver:\n    enabled: true\n"
+    )
+    with subprocess_server(v2_copy, "--config", str(config)) as served:
+        status, _, headers = http_json(f"{served.url}/v2/")
+    assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
+    assert served.log is not None
+    assert (
+        f"warning: config {config}: ignoring health (not used by serve)" in served.log.read_text()
+    )
+
+
+def test_max_connections_and_idle_timeout_flags_limit_connections(tmp_path: Path) -> None:
+    get = b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n"
+    args = ("--max-connections", "1", "--idle-timeout", "0.5")
+    with subprocess_server(tmp_path / "registry", *args) as served:
+        address, port = served.host.rsplit(":", 1)
+        with socket.create_connection((address, int(port)), timeout=10) as first:
+            first.sendall(get)
+            assert first.recv(65536).startswith(b"HTTP/1.1 200 OK")
+            with socket.create_connection((address, int(port)), timeout=10) as second:
+                second.sendall(get)  # waits: the one slot is taken by the idle first
+                assert second.recv(65536).startswith(b"HTTP/1.1 200 OK")
+                first.settimeout(0.1)  # served only once the first was closed for idling
+                assert first.recv(65536) == b""

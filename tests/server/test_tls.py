@@ -28,9 +28,9 @@ def folder(tmp_path: Path) -> Path:
 
 
 @contextmanager
-def tls_server(files: TlsFiles) -> Iterator[int]:
+def tls_server(files: TlsFiles, minimum: str | None = None) -> Iterator[int]:
     """Answer TLS handshakes on 127.0.0.1 with the server certificate; yields the port."""
-    context = server_context(files.server_cert, files.server_key)
+    context = server_context(files.server_cert, files.server_key, minimum)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.05)
     stop = threading.Event()
@@ -60,10 +60,12 @@ def tls_server(files: TlsFiles) -> Iterator[int]:
         listener.close()
 
 
-def handshake(port: int, ca: Path, name: str) -> bytes:
+def handshake(port: int, ca: Path, name: str, maximum: ssl.TLSVersion | None = None) -> bytes:
     """Connect trusting only `ca`, verifying the certificate for `name`."""
     client = ssl.create_default_context(cafile=str(ca))
     client.verify_flags |= ssl.VERIFY_X509_STRICT
+    if maximum is not None:
+        client.maximum_version = maximum
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with client.wrap_socket(raw, server_hostname=name) as conn:
             return conn.recv(2)
@@ -234,6 +236,16 @@ def test_server_context_requires_tls_1_2(folder):
     files = ensure_auto_tls(folder, NAMES)
     context = server_context(files.server_cert, files.server_key)
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+def test_server_context_with_minimum_tls_1_3_refuses_a_tls_1_2_client(folder):
+    files = ensure_auto_tls(folder, NAMES)
+    with tls_server(files, "tls1.3") as port:
+        assert handshake(port, files.ca_cert, "localhost") == b"ok"
+        with pytest.raises(ssl.SSLError):
+            handshake(port, files.ca_cert, "localhost", maximum=ssl.TLSVersion.TLSv1_2)
+    with tls_server(files) as port:  # the default floor is 1.2
+        assert handshake(port, files.ca_cert, "localhost", ssl.TLSVersion.TLSv1_2) == b"ok"
 
 
 def test_server_context_with_a_mismatched_key_is_a_clear_error(folder, tmp_path):

@@ -6,10 +6,9 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -22,7 +21,13 @@ from regtool.server import tls as tlsmod
 from regtool.server.app import App, open_context
 from regtool.server.auth import Htpasswd
 from regtool.server.handlers.context import Options
-from regtool.server.stdlib import RegistryServer, serve_until_signalled
+from regtool.server.settings import ServeSettings, serve_settings
+from regtool.server.stdlib import (
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    RegistryServer,
+    serve_until_signalled,
+)
 
 DEFAULT_ADDR = "127.0.0.1:5000"
 
@@ -30,19 +35,6 @@ DEFAULT_ADDR = "127.0.0.1:5000"
 class TlsMode(StrEnum):
     auto = "auto"
     off = "off"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What --config contributes (command-line options win over it)."""
-
-    root: Path | None = None
-    addr: str | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    htpasswd: Path | None = None
-    delete: bool | None = None
-    read_only: bool = False
 
 
 @friendly_errors
@@ -88,11 +80,35 @@ def serve(
             "(bcrypt; see `regtool htpasswd`).",
         ),
     ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            help="Connections served at once; more wait until one closes "
+            f"(config: regtool.maxconnections) [default: {MAX_CONNECTIONS}]",
+            show_default=False,
+        ),
+    ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-timeout",
+            min=0.001,
+            help="Seconds a connection may send nothing (between requests or mid-body) "
+            f"before it is closed (config: regtool.idletimeout) [default: {IDLE_TIMEOUT:g}]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the storage as a registry (OCI distribution API) that docker, podman,
     skopeo and oras push to and pull from.
 
     The first output line is always `listening on http://HOST:PORT` (https with TLS).
+    With --config, keys serve cannot honour make it refuse to start (exit 2): auth other
+    than htpasswd, TLS options other than certificate/key/minimumtls, other storage
+    drivers, proxy mode, notifications; deletes follow storage.delete.enabled (off unless
+    set). Without --config, deletes are allowed unless --no-delete.
     A missing root is created as an empty v2 storage. On a legacy v1 storage the v1 read endpoints
     (/v1/search, tags, image json/ancestry/layer) work, v2 reads answer NAME_UNKNOWN and
     v2 writes 405 UNSUPPORTED (run `regtool migrate` first). One access-log line per
@@ -102,7 +118,7 @@ def serve(
 
         regtool serve --root /var/lib/registry --addr 0.0.0.0:5000 --tls auto
     """
-    settings = _settings(config) if config is not None else Settings()
+    settings = _settings(config)
     chosen_root = root or settings.root or DEFAULT_ROOT
     host, port = parse_addr(addr or settings.addr or DEFAULT_ADDR)
     cert, key = tls_cert or settings.cert, tls_key or settings.key
@@ -110,14 +126,25 @@ def serve(
         raise UsageError("--tls-cert and --tls-key go together")
     options = Options(
         read_only=read_only or settings.read_only,
-        delete_enabled=not no_delete and settings.delete is not False,
+        delete_enabled=not no_delete and settings.delete,
     )
     ctx = open_context(chosen_root, options)
-    ssl_context, steps = _tls(tls, cert, key, chosen_root, host, tls_name or [])
-    auth = _auth(htpasswd or settings.htpasswd)
+    ssl_context, steps = _tls(
+        tls, cert, key, chosen_root, host, tls_name or [], settings.minimum_tls
+    )
+    users = htpasswd or settings.htpasswd
+    auth = Htpasswd(users, settings.realm or "regtool") if users is not None else None
+    app = App(ctx, auth, headers=dict(settings.headers))
+    limit = max_connections or settings.max_connections or MAX_CONNECTIONS
+    idle = idle_timeout or settings.idle_timeout or IDLE_TIMEOUT
     try:
         server = RegistryServer(
-            (host, port), App(ctx, auth), ssl_context=ssl_context, access_log=sys.stderr.buffer
+            (host, port),
+            app,
+            ssl_context=ssl_context,
+            access_log=sys.stderr.buffer,
+            max_connections=limit,
+            idle_timeout=idle,
         )
     except OSError as exc:
         raise OperationalError(
@@ -145,41 +172,31 @@ def parse_addr(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _settings(path: Path) -> Settings:
-    """The distribution config.yml keys serve understands."""
-    loaded = load_config(path)
-    raw: dict[str, Any] = loaded.raw
-    http = raw.get("http") if isinstance(raw.get("http"), dict) else {}
-    tls = http.get("tls") if isinstance(http.get("tls"), dict) else {}
-    auth = raw.get("auth") if isinstance(raw.get("auth"), dict) else {}
-    htpasswd = auth.get("htpasswd") if isinstance(auth.get("htpasswd"), dict) else {}
-    storage = raw.get("storage") if isinstance(raw.get("storage"), dict) else {}
-    delete = storage.get("delete")
-
-    def _path(value: object) -> Path | None:
-        if not value:
-            return None
-        given = Path(str(value))
-        return given if given.is_absolute() else path.parent / given
-
-    return Settings(
-        root=loaded.root,
-        addr=str(http["addr"]) if http.get("addr") else None,
-        cert=_path(tls.get("certificate")),
-        key=_path(tls.get("key")),
-        htpasswd=_path(htpasswd.get("path")),
-        delete=bool(delete.get("enabled")) if isinstance(delete, dict) else None,
-        read_only=loaded.readonly,
-    )
+def _settings(path: Path | None) -> ServeSettings:
+    """What config.yml asks of serve; refuses what it cannot honour."""
+    if path is None:
+        # without --config deletes stay allowed (--no-delete turns them off), as they were
+        # before config files were read; with one, distribution's default applies (off)
+        return ServeSettings(delete=True)
+    settings = serve_settings(load_config(path))
+    if settings.ignored:
+        out.warn(f"config {path}: ignoring {', '.join(settings.ignored)} (not used by serve)")
+    return settings
 
 
 def _tls(
-    mode: TlsMode, cert: Path | None, key: Path | None, root: Path, host: str, names: list[str]
+    mode: TlsMode,
+    cert: Path | None,
+    key: Path | None,
+    root: Path,
+    host: str,
+    names: list[str],
+    minimum: str | None = None,
 ) -> tuple[ssl.SSLContext | None, Callable[[int], list[str]]]:
     """The SSL context (or None) and a function giving the lines to print for clients."""
 
     if cert is not None and key is not None:
-        return tlsmod.server_context(cert, key), _no_steps
+        return tlsmod.server_context(cert, key, minimum), _no_steps
     if mode is not TlsMode.auto:
         return None, _no_steps
     folder = root.parent / f"{root.name}-tls"
@@ -191,7 +208,7 @@ def _tls(
         lines = [f"CA certificate: {files.ca_cert}" + (" (new)" if files.created else "")]
         return lines + tlsmod.client_steps(f"{shown}:{actual_port}", files.ca_cert)
 
-    return tlsmod.server_context(files.server_cert, files.server_key), steps
+    return tlsmod.server_context(files.server_cert, files.server_key, minimum), steps
 
 
 def _host_name() -> str:
@@ -202,7 +219,3 @@ def _host_name() -> str:
 
 def _no_steps(port: int) -> list[str]:
     return []
-
-
-def _auth(path: Path | None) -> Htpasswd | None:
-    return Htpasswd(path) if path is not None else None

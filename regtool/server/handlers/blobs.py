@@ -9,7 +9,7 @@ from regtool.server.handlers.context import Context
 from regtool.server.http import ApiError, Request, Response, empty
 from regtool.storage.driver import PathNotFound
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")  # ASCII digits, below 2**63
 
 
 def get_blob(ctx: Context, req: Request, name: str, ref: str) -> Response:

@@ -18,6 +18,7 @@ from regtool.model.manifest import (
     Schema1Manifest,
     parse_manifest,
 )
+from regtool.model.reference import valid_tag
 from regtool.server.handlers.context import V1_HINT, Context
 from regtool.server.http import ApiError, Request, Response, empty
 
@@ -40,13 +41,13 @@ def _resolve(ctx: Context, name: str, ref: str) -> str:
         digest = ctx.check_digest(ref)
         if ctx.has_manifest(name, digest):
             return digest
-    else:
-        found = ctx.tag_digest(name, ctx.check_tag(ref))
+    elif valid_tag(ref):  # a tag that cannot exist is not there: 404, as for any other
+        found = ctx.tag_digest(name, ref)
         if found is not None:
             return found
     if not ctx.repository_exists(name):
         raise ApiError("NAME_UNKNOWN", detail={"name": name})
-    raise ApiError("MANIFEST_UNKNOWN", detail={"reference": ref})
+    raise ApiError("MANIFEST_UNKNOWN", detail={"reference": ref[:200]})
 
 
 def get_manifest(ctx: Context, req: Request, name: str, ref: str) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from regtool.server.handlers.context import Context
-from regtool.server.http import ApiError, Request, Response, json_response
+from regtool.server.http import ApiError, Request, Response, json_response, parse_count
 
 
 def paginate(
@@ -15,9 +15,9 @@ def paginate(
     raw_n = req.query.get("n")
     n = default_n
     if raw_n is not None and raw_n != "":
-        if not raw_n.isdigit():
+        n = parse_count(raw_n)
+        if n is None:
             raise ApiError("PAGINATION_NUMBER_INVALID", detail={"n": raw_n[:40]})
-        n = int(raw_n)
     last = req.query.get("last")
     ordered = sorted(items)
     if last:

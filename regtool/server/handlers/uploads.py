@@ -31,7 +31,7 @@ from regtool.server.http import ApiError, Request, Response, empty
 from regtool.storage.driver import ObjectBusy, PathNotFound, StorageError, storage_error
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_CONTENT_RANGE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/(\d+|\*))?")
+_CONTENT_RANGE = re.compile(r"(?:bytes )?([0-9]{1,18})-([0-9]{1,18})(?:/(?:[0-9]{1,18}|\*))?")
 _OCTET_TYPES = ("", "application/octet-stream")
 WRITEBACK_STEP = 8 << 20
 HASH_QUEUE = 8  # chunks (of up to 1 MiB) waiting for the hashing thread
