@@ -76,6 +76,19 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "regtool.server.handlers.blobs": {
         "_RANGE": ("fullmatch", ["bytes=" + m for m in near_misses("1", "x") + near_misses("-1")])
     },
+    "regtool.server.settings": {
+        "_DURATION": ("fullmatch", near_misses("1", "x") + near_misses("1", "msx")),
+        "_FIELD_NAME": ("fullmatch", near_misses("a", " ") + near_misses("-", ":")),
+    },
+    "regtool.server.stdlib": {
+        "_CHUNK_LINE": (
+            "fullmatch",
+            near_misses("a", "x")
+            + ["1" + m for m in near_misses(" ", "x")]
+            + ["1;" + m for m in near_misses(";", "\r")]
+            + ["1;" + m for m in near_misses("\r", "x")],
+        ),
+    },
     "regtool.server.tls": {
         "_DNS_LABEL": ("fullmatch", near_misses("a", "-") + near_misses("-", "-"))
     },
