@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from regtool.model import mediatype as mt
-from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
+from regtool.storage.driver import (
+    Entry,
+    FileInfo,
+    ForeignObjectError,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+)
 from regtool.storage.filesystem import FilesystemDriver
+from regtool.storage.nofollow import DIR_FLAGS, READ_FLAGS, describe
 
 HEX = "0123456789abcdef"
 SHA256_LENGTH = len("sha256:") + 64
@@ -31,19 +39,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _local(key: str, call: Callable[[str], T], full: str) -> T | None:
-    """`call(full)`, None when the path is absent; other OS errors become StorageError(key)."""
-    try:
-        return call(full)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise StorageError(key, exc.strerror or str(exc)) from None
+@dataclass(frozen=True, slots=True)
+class Child:
+    """One entry of a folder; `foreign` says what a link or special file is."""
 
-
-def _subfolders(full: str) -> list[str]:
-    with os.scandir(full) as entries:
-        return [entry.name for entry in entries if entry.is_dir()]
+    name: str
+    size: int
+    mtime: float
+    is_dir: bool
+    foreign: str | None = None
 
 
 class Files:
@@ -52,92 +56,135 @@ class Files:
     gc touches every folder of the tree; the driver's general `list` (sorted Entry objects)
     and `get` cost several times more per call, which is most of gc's time on big trees.
     Any other driver goes through its own methods.
+
+    Nothing is reached through a link: folders are opened with no-follow semantics on every
+    component below the root. Every link or special file met is recorded in `foreign`
+    (key -> what it is) and otherwise ignored: gc neither follows nor deletes it.
     """
 
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
-        local = isinstance(driver, FilesystemDriver)
-        self.prefix = str(driver.root) + os.sep if local else None  # type: ignore[attr-defined]
+        self.local = driver if isinstance(driver, FilesystemDriver) else None
+        self.prefix = str(driver.root) + os.sep if self.local else None  # type: ignore[attr-defined]
+        self.foreign: dict[str, str] = {}
+
+    def note(self, key: str, what: str) -> None:
+        self.foreign.setdefault(key, what)
+
+    def _open_dir(self, key: str) -> int | None:
+        """A no-follow descriptor of a local folder; None when it is absent or not reachable
+        without a link (that link is noted)."""
+        assert self.local is not None
+        try:
+            return self.local.beneath.open(key, DIR_FLAGS)
+        except OSError as exc:
+            error = self.local.translate(key, exc)
+            if isinstance(error, PathNotFound):
+                return None
+            if isinstance(error, ForeignObjectError):
+                self.note(error.foreign, error.what)
+                return None
+            raise error from None
+
+    def _listed(self, prefix: str) -> list[Entry]:
+        try:
+            entries = self.driver.list(prefix)
+        except ForeignObjectError as exc:
+            self.note(exc.foreign, exc.what)
+            return []
+        for entry in entries:
+            if entry.foreign is not None:
+                self.note(f"{prefix}/{entry.name}", entry.foreign)
+        return entries
 
     def dirs(self, prefix: str) -> list[str]:
-        """Names of the sub-folders of `prefix`, sorted; [] when it does not exist."""
-        if self.prefix is None:
-            return [entry.name for entry in self.driver.list(prefix) if entry.is_dir]
-        names = _local(prefix, _subfolders, self.prefix + prefix) or []
+        """Names of the real sub-folders of `prefix`, sorted; [] when it does not exist.
+
+        Regular files are left out silently (verify reports them), links and special files
+        are noted.
+        """
+        if self.local is None:
+            return [entry.name for entry in self._listed(prefix) if entry.is_dir]
+        fd = self._open_dir(prefix)
+        if fd is None:
+            return []
+        names = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        names.append(entry.name)
+                    elif not entry.is_file(follow_symlinks=False):
+                        self.note(f"{prefix}/{entry.name}", _what(entry, fd))
+        except OSError as exc:
+            raise StorageError(prefix, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
         names.sort()
         return names
 
-    def names(self, prefix: str) -> list[str]:
-        """Every name in `prefix` (files too), sorted; cheaper than `dirs` for huge folders."""
-        if self.prefix is None:
-            return [entry.name for entry in self.driver.list(prefix)]
-        names = _local(prefix, os.listdir, self.prefix + prefix) or []
-        names.sort()
-        return names
-
-    def one(self, path: str) -> list[tuple[str, int, float]]:
-        """[(path, size, mtime)] of one file, [] when it is absent or a folder."""
-        if self.prefix is None:
-            try:
-                info = self.driver.stat(path)
-            except PathNotFound:
-                return []
-            return [] if info.is_dir else [(path, info.size, info.mtime)]
-        st = _local(path, os.stat, self.prefix + path)
-        if st is None or stat.S_ISDIR(st.st_mode):
-            return []
-        return [(path, st.st_size, st.st_mtime)]
-
-    def files(self, prefix: str) -> list[tuple[str, int, float]]:
-        """(path, size, mtime) of every file below `prefix`."""
-        if self.prefix is None:
-            return [(info.path, info.size, info.mtime) for info in self.driver.walk(prefix)]
-        names = _local(prefix, os.listdir, self.prefix + prefix)
-        if names is None:
-            return []
-        if len(names) == 1:  # the usual blob folder: `data` alone, one stat
-            path = f"{prefix}/{names[0]}"
-            try:
-                st = os.stat(self.prefix + path, follow_symlinks=False)
-            except FileNotFoundError:
-                return []
-            except OSError as exc:
-                raise StorageError(path, exc.strerror or str(exc)) from None
-            if not stat.S_ISDIR(st.st_mode):
-                return [(path, st.st_size, st.st_mtime)]
+    def children(self, folder: str) -> list[Child] | None:
+        """Everything in one folder, with sizes; None when the folder is absent or behind
+        a link (noted)."""
+        if self.local is None:
+            found = []
+            for entry in self._listed(folder):
+                if entry.foreign is not None or entry.is_dir:
+                    found.append(Child(entry.name, 0, 0.0, entry.is_dir, entry.foreign))
+                    continue
+                try:
+                    info = self.driver.stat(f"{folder}/{entry.name}")
+                except StorageError:
+                    continue
+                found.append(Child(entry.name, info.size, info.mtime, False))
+            return found
+        fd = self._open_dir(folder)
+        if fd is None:
+            return None
         found = []
-        stack = [prefix]
-        while stack:
-            folder = stack.pop()
-            try:
-                with os.scandir(self.prefix + folder) as entries:
-                    for entry in entries:
-                        path = f"{folder}/{entry.name}"
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(path)
-                            continue
-                        try:
-                            st = entry.stat()
-                        except FileNotFoundError:
-                            continue
-                        found.append((path, st.st_size, st.st_mtime))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as exc:
-                raise StorageError(folder, exc.strerror or str(exc)) from None
-        found.sort()
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    mode = st.st_mode
+                    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+                        found.append(Child(entry.name, st.st_size, st.st_mtime, stat.S_ISDIR(mode)))
+                    else:
+                        what = _what(entry, fd)
+                        found.append(Child(entry.name, 0, st.st_mtime, False, what))
+        except OSError as exc:
+            raise StorageError(folder, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
+        found.sort(key=lambda child: child.name)
         return found
 
+    def tree(self, prefix: str) -> list[FileInfo] | None:
+        """Every file below `prefix` (links and special files with `foreign` set); None
+        when `prefix` itself is behind a link (noted)."""
+        try:
+            return list(self.driver.walk(prefix))
+        except ForeignObjectError as exc:
+            self.note(exc.foreign, exc.what)
+            return None
+
     def read(self, path: str) -> bytes:
-        if self.prefix is None:
+        """A regular file's bytes; PathNotFound, ForeignObjectError or StorageError."""
+        if self.local is None:
             return self.driver.get(path)
         try:
-            fd = os.open(self.prefix + path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
+            fd = self.local.beneath.open(path, READ_FLAGS)
         except OSError as exc:
-            raise StorageError(path, exc.strerror or str(exc)) from None
+            raise self.local.translate(path, exc) from None
         try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                if stat.S_ISDIR(mode):
+                    raise StorageError(path, "is a directory")
+                raise ForeignObjectError(path, path, describe(mode))
             chunks = []
             while True:
                 chunk = os.read(fd, READ_CHUNK)
@@ -148,6 +195,55 @@ class Files:
             raise StorageError(path, exc.strerror or str(exc)) from None
         finally:
             os.close(fd)
+
+    def mtime(self, path: str) -> float | None:
+        """The mtime of a regular file; None when absent or anything else.
+
+        Only the last component is checked: callers pass paths whose folders they listed
+        without following links.
+        """
+        if self.prefix is None:
+            try:
+                info = self.driver.stat(path)
+            except StorageError:
+                return None
+            return None if info.is_dir else info.mtime
+        try:
+            st = os.stat(self.prefix + path, follow_symlinks=False)
+        except OSError:
+            return None
+        return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
+    def absent(self, path: str) -> bool:
+        """True only when nothing at all is at `path` (a link there is not nothing)."""
+        if self.local is None:
+            try:
+                self.driver.stat(path)
+            except PathNotFound:
+                return True
+            except StorageError:
+                return False
+            return False
+        try:
+            self.local.beneath.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        except OSError:
+            return False
+        return False
+
+
+def _what(entry: os.DirEntry[str], dir_fd: int) -> str:
+    """What a link or special file found by scandir(dir_fd) is, in words."""
+    if entry.is_symlink():
+        try:
+            return f"a symbolic link to {os.readlink(entry.name, dir_fd=dir_fd)[:200]!r}"
+        except OSError:
+            return "a symbolic link"
+    try:
+        return describe(entry.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return "a special file"
 
 
 def _digests(descriptors: object) -> list[str] | None:

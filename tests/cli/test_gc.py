@@ -56,6 +56,7 @@ def test_gc_dry_run_prints_the_plan_as_json_and_writes_nothing(run, v2):
             }
         ],
         "bytes": len(ORPHAN),
+        "skipped": [],
     }
     assert snapshot(v2) == before
     assert not (v2 / ".regtool.lock").exists()
@@ -97,7 +98,7 @@ def test_gc_yes_deletes_and_prints_what_it_deleted_in_the_plan_shape(run, v2):
     assert json.loads(result.stdout) == planned
     assert not (v2 / v2paths.blob_dir(ORPHAN_DIGEST)).exists()
     again = run("--root", str(v2), "-n", "--grace", "0", "-f", "json")
-    assert json.loads(again.stdout) == {"delete": [], "bytes": 0}
+    assert json.loads(again.stdout) == {"delete": [], "bytes": 0, "skipped": []}
 
 
 def test_gc_default_grace_keeps_a_blob_written_just_now(run, v2):

@@ -101,6 +101,8 @@ def gc(
 def _report_problems(plan: GcPlan) -> None:
     for issue in plan.warnings:
         out.warn(str(issue))
+    for issue in plan.skipped:
+        out.warn(str(issue))
     if not plan.problems:
         return
     if plan.forced:
@@ -118,9 +120,11 @@ def _report_problems(plan: GcPlan) -> None:
 
 
 def _contract(plan: GcPlan) -> dict[str, object]:
-    """The documented JSON shape: {"delete": [{kind, id, size, path}], "bytes": N}."""
+    """The documented JSON shape: {"delete": [{kind, id, size, path}], "bytes": N,
+    "skipped": [{path, reason}]} (skipped: what gc found and leaves alone)."""
     rows = [{"kind": e.kind, "id": e.id, "size": e.size, "path": e.path} for e in plan.delete]
-    return {"delete": rows, "bytes": plan.bytes}
+    skipped = [{"path": issue.path, "reason": issue.message} for issue in plan.skipped]
+    return {"delete": rows, "bytes": plan.bytes, "skipped": skipped}
 
 
 def _emit(plan: GcPlan, fmt: Format, verb: str) -> None:
@@ -130,13 +134,14 @@ def _emit(plan: GcPlan, fmt: Format, verb: str) -> None:
 def _table(plan: GcPlan, verb: str) -> str:
     rows = [[e.kind, _short(e), out.human_size(e.size), short_path(e.path)] for e in plan.delete]
     summary = f"{verb} {len(plan.delete)} entries, {out.human_size(plan.bytes)}"
+    kept = ""
     if plan.kept_recent:
-        summary += f"; kept {plan.kept_recent} newer than the grace window"
+        kept += f"; kept {plan.kept_recent} newer than the grace window"
+    if plan.skipped:
+        kept += f"; left {len(plan.skipped)} unrecognised objects alone (see warnings)"
     if not rows:
-        return f"nothing to delete ({plan.marked} objects in use)" + (
-            f"; kept {plan.kept_recent} newer than the grace window" if plan.kept_recent else ""
-        )
-    return out.grid(rows, ["KIND", "ID", "SIZE", "PATH"]) + "\n" + summary
+        return f"nothing to delete ({plan.marked} objects in use)" + kept
+    return out.grid(rows, ["KIND", "ID", "SIZE", "PATH"]) + "\n" + summary + kept
 
 
 def short_path(path: str) -> str:
