@@ -90,12 +90,14 @@ def ordered(entries: Iterable[GcEntry]) -> tuple[GcEntry, ...]:
     return tuple(sorted(entries, key=lambda e: PHASES.get(e.kind, LAST_PHASE)))
 
 
-def plan_gc(reader: RegistryReader, options: GcOptions) -> GcPlan:
+def plan_gc(reader: RegistryReader, options: GcOptions, *, exact: bool = False) -> GcPlan:
     """Mark from every root, sweep the rest; reads only, never writes.
 
-    A swept v2 blob's folder is listed: its size counts `data` and the temp files of
-    writes to it, and one holding anything else is left alone; a dry run shows exactly
-    what the real run deletes.
+    Nothing is followed through a link. A v2 blob's or layer link's folder is looked at
+    through its `data` or `link` alone unless `exact`, which lists it: temp files of
+    writes to it count in its size, and a folder holding anything else is left alone. One
+    more system call per swept object, so only the real run, which deletes those folders
+    anyway, pays it.
     """
     now = options.now if options.now is not None else time.time()
     if reader.layout == "v1":
@@ -104,7 +106,7 @@ def plan_gc(reader: RegistryReader, options: GcOptions) -> GcPlan:
         return plan_v1(reader, options, now)  # type: ignore[arg-type]
     from regtool.ops.gc_v2 import plan_v2
 
-    return plan_v2(reader, options, now)  # type: ignore[arg-type]
+    return plan_v2(reader, options, now, exact)  # type: ignore[arg-type]
 
 
 def fresh_reader(reader: RegistryReader) -> RegistryReader:
@@ -133,7 +135,7 @@ def collect_garbage(
     """
     try:
         with storage_lock(reader.root, exclusive=True, timeout=0):
-            plan = plan_gc(fresh_reader(reader), options)
+            plan = plan_gc(fresh_reader(reader), options, exact=True)
             if plan.refused:
                 return GcResult(_without_deletions(plan))
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)

@@ -35,7 +35,10 @@ SHA256 = "sha256"
 
 
 class V2Collector(Sweeper):
-    def __init__(self, reader: V2Reader, options: GcOptions, now: float) -> None:
+    def __init__(
+        self, reader: V2Reader, options: GcOptions, now: float, exact: bool = False
+    ) -> None:
+        self.exact = exact
         self.driver: StorageDriver = reader.driver
         self.files = Files(reader.driver)
         self.reader = reader
@@ -129,7 +132,7 @@ class V2Collector(Sweeper):
     def scan_revisions(self, state: RepoState) -> None:
         base = paths.revisions_dir(state.name)
         for algorithm in self.files.dirs(base):
-            for name in self.files.dirs(f"{base}/{algorithm}"):
+            for name in self.files.names(f"{base}/{algorithm}"):
                 if not paths.is_digest_folder(algorithm, name):
                     continue  # not a revision: never a root, never deleted (verify says so)
                 folder = f"{base}/{algorithm}/{name}"
@@ -146,7 +149,7 @@ class V2Collector(Sweeper):
                     self.sweep_temps(folder)  # a link write that never finished
 
     def scan_tags(self, state: RepoState) -> None:
-        for tag in self.files.dirs(paths.tags_dir(state.name)):
+        for tag in self.files.names(paths.tags_dir(state.name)):
             state.tag_folders.append(tag)
             path = paths.tag_current_link(state.name, tag)
             digest = self.link(path, "tag")
@@ -159,9 +162,7 @@ class V2Collector(Sweeper):
     def scan_layers(self, state: RepoState) -> None:
         base = paths.layers_dir(state.name)
         for algorithm in self.files.dirs(base):
-            for name in self.files.dirs(f"{base}/{algorithm}"):
-                if not paths.is_digest_folder(algorithm, name):
-                    continue
+            for name in self.files.names(f"{base}/{algorithm}"):  # checked before use
                 state.layer_links.append((algorithm, name))
                 if self.cutoff is not None:
                     link = f"{base}/{algorithm}/{name}/{paths.LINK}"
@@ -250,7 +251,7 @@ class V2Collector(Sweeper):
     # -- the whole plan --------------------------------------------------------------------
     def mark_part(self, names: list[str]) -> MarkPart:
         """Scan, choose roots and mark for some repositories (runs in a worker)."""
-        part = V2Collector(self.reader, self.options, self.now)
+        part = V2Collector(self.reader, self.options, self.now, self.exact)
         part.scan(names)
         for state in part.repos:
             part.choose_roots(state)
@@ -271,7 +272,7 @@ class V2Collector(Sweeper):
 
     def sweep_part(self, fans: list[tuple[str, str]]) -> SweepPart:
         """Sweep some blob fans (runs in a worker) against the marks made."""
-        part = V2Collector(self.reader, self.options, self.now)
+        part = V2Collector(self.reader, self.options, self.now, self.exact)
         part.marked, part.protected = self.marked, self.protected
         entries = part.sweep_blobs(fans)
         return SweepPart(entries, part.kept_recent, part.temps, part.skipped, part.files.foreign)
@@ -359,8 +360,8 @@ class SweepPart:
     foreign: dict[str, str]
 
 
-def plan_v2(reader: V2Reader, options: GcOptions, now: float) -> GcPlan:
-    return V2Collector(reader, options, now).plan()
+def plan_v2(reader: V2Reader, options: GcOptions, now: float, exact: bool = False) -> GcPlan:
+    return V2Collector(reader, options, now, exact).plan()
 
 
 def remove_repository(driver: StorageDriver, folder: str) -> None:

@@ -50,6 +50,7 @@ class Sweeper:
 
     driver: StorageDriver
     files: Files
+    exact: bool  # list every folder about to be deleted (the real run)
     cutoff: float | None
     upload_cutoff: float
     kept_recent: int
@@ -82,23 +83,29 @@ class Sweeper:
 
     def whole(self, folder: str, allowed: Callable[[str], bool], what: str) -> Whole | None:
         """Size and newest mtime of a folder to delete, if everything in it is `allowed`
-        (paths relative to it); None, with the reason left in `skipped`, otherwise."""
-        files = self.files.tree(folder)
-        if files is None:
-            return None  # the folder is a link: noted
+        (paths relative to it); None, with the reason in `skipped`, otherwise."""
+        children = self.files.children(folder)
+        if children is None:
+            return None  # a link (noted)
+        if any(child.is_dir for child in children):
+            files = self.files.tree(folder)
+            if files is None:
+                return None
+            cut = len(folder) + 1
+            found = [(f.path[cut:], f.size, f.mtime, f.foreign) for f in files]
+        else:
+            found = [(c.name, c.size, c.mtime, c.foreign) for c in children]
         size, newest = 0, 0.0
-        cut = len(folder) + 1
-        for info in files:
-            if info.foreign is not None:
-                self.files.note(info.path, info.foreign)  # listed as skipped, with the reason
+        for relative, file_size, mtime, foreign in found:
+            if foreign is not None:
+                self.files.note(f"{folder}/{relative}", foreign)  # listed as skipped
                 return None
-            if not allowed(info.path[cut:]):
-                detail = f"{what} holds {info.path[cut:]}, not part of the layout: left alone"
-                self.leave(folder, detail)
+            if not allowed(relative):
+                self.leave(folder, f"{what} holds {relative}, not part of the layout: left alone")
                 return None
-            if not info.path.endswith(f"/{paths.LINK}"):
-                size += info.size  # links count as 0 bytes, like everywhere in a plan
-            newest = max(newest, info.mtime)
+            if relative.rpartition("/")[2] != paths.LINK:
+                size += file_size  # links count as 0 bytes, like everywhere in a plan
+            newest = max(newest, mtime)
         return Whole(size, newest)
 
     def fans(self) -> list[tuple[str, str]]:
@@ -115,7 +122,7 @@ class Sweeper:
         marked, protected = self.marked, self.protected
         for algorithm, fan in fans:
             base = f"{paths.BLOBS}/{algorithm}"
-            for hexpart in self.files.dirs(f"{base}/{fan}"):
+            for hexpart in self.files.names(f"{base}/{fan}"):  # opened before use
                 digest = f"{algorithm}:{hexpart}"
                 if digest in marked:
                     continue
@@ -131,33 +138,52 @@ class Sweeper:
     def blob_entry(self, digest: str) -> GcEntry | None:
         """The blob folder of an unmarked digest, when it holds `data` (and temp files of
         writes to it) only and nothing in it is recent; else None (temp files alone are
-        planned one by one)."""
+        planned one by one).
+
+        Only `exact` (the real run) lists the folder; a dry run looks at `data` alone,
+        without following links, one system call per unmarked blob.
+        """
         folder = paths.blob_dir(digest)
-        children = self.files.children(folder)
-        if not children:
-            return None  # gone meanwhile, empty, or a link (noted)
-        data: Child | None = None
         temps: list[Child] = []
-        for child in children:
-            if child.foreign is not None:
-                self.files.note(f"{folder}/{child.name}", child.foreign)
+        if self.exact:
+            data = self.blob_files(folder, temps)
+            if data is False:
                 return None
-            if child.name == paths.DATA and not child.is_dir:
-                data = child
-            elif not child.is_dir and paths.TEMP_FILE.fullmatch(child.name):
-                temps.append(child)
-            else:
-                self.leave(
-                    folder, f"blob folder holds {child.name}, not part of the layout: left alone"
-                )
-                return None
+        else:
+            data = self.files.entry(f"{folder}/{paths.DATA}")
         if data is None:
             self.sweep_temps(folder)  # a blob write that never finished
+            return None
+        if data.foreign is not None:
+            return None  # noted
+        if data.is_dir:
+            self.leave(folder, "blob folder holds data, a folder: left alone")
             return None
         if self.cutoff is not None and max(c.mtime for c in (data, *temps)) >= self.cutoff:
             self.kept_recent += 1
             return None
         return GcEntry("blob", digest, data.size + sum(t.size for t in temps), folder)
+
+    def blob_files(self, folder: str, temps: list[Child]) -> Child | None | bool:
+        """`data` of a blob folder (None when missing), its temp files added to `temps`;
+        False when the folder is gone, a link, or holds anything else (said so)."""
+        children = self.files.children(folder)
+        if not children:
+            return False  # gone meanwhile, empty, or a link (noted)
+        data: Child | None = None
+        for child in children:
+            if child.foreign is not None:
+                self.files.note(f"{folder}/{child.name}", child.foreign)
+                return False
+            if child.name == paths.DATA:
+                data = child
+            elif not child.is_dir and paths.TEMP_FILE.fullmatch(child.name):
+                temps.append(child)
+            else:
+                detail = f"blob folder holds {child.name}, not part of the layout: left alone"
+                self.leave(folder, detail)
+                return False
+        return data
 
     def sweep_links(self, state: RepoState, doomed: set[str]) -> list[GcEntry]:
         """`_layers` links to blobs being deleted or already gone (read when not sha256)."""
@@ -166,6 +192,10 @@ class Sweeper:
         marked, protected = self.marked, self.protected
         for algorithm, name in state.layer_links:
             digest = f"{algorithm}:{name}"
+            if digest in marked and algorithm == SHA256 and digest not in doomed:
+                continue  # the usual case, decided without looking further
+            if not paths.is_digest_folder(algorithm, name):
+                continue  # not a link folder: never ours to delete
             if algorithm == SHA256:
                 if digest not in doomed and (digest in marked or not self.gone(digest)):
                     continue
@@ -176,8 +206,14 @@ class Sweeper:
             if digest in protected:
                 continue
             folder = f"{base}/{algorithm}/{name}"
-            whole = self.whole(folder, paths.is_link_folder_file, "layer link folder")
-            if whole is None or (self.cutoff is not None and whole.newest >= self.cutoff):
+            if self.exact:
+                whole = self.whole(folder, paths.is_link_folder_file, "layer link folder")
+                newest = whole.newest if whole is not None else None
+            elif self.cutoff is not None:  # a dry run looks at the link alone, if at all
+                newest = self.files.mtime(f"{folder}/{paths.LINK}") or 0.0
+            else:
+                newest = 0.0
+            if newest is None or (self.cutoff is not None and newest >= self.cutoff):
                 continue
             entries.append(GcEntry("link", f"{state.name}@{digest}", 0, folder))
         return entries

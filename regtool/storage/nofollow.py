@@ -42,24 +42,25 @@ def _load_openat2() -> Callable[[int, str, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syscall = libc.syscall
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
     except (OSError, AttributeError):  # pragma: no cover - no libc symbol table
         return None
+    # No argtypes (they cost microseconds per call): the number and the size are passed as
+    # ready-made C longs, the folder descriptor as an int, the key as bytes.
     syscall.restype = ctypes.c_long
-    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p]
-    syscall.argtypes += [ctypes.c_size_t]
+    number = ctypes.c_long(_SYS_OPENAT2)
+    size = ctypes.c_size_t(ctypes.sizeof(_OpenHow))
     hows: dict[int, tuple[_OpenHow, object]] = {}
-    size = ctypes.sizeof(_OpenHow)
+    get_errno = ctypes.get_errno
 
     def openat2(dir_fd: int, key: str, flags: int) -> int:
         how = hows.get(flags)
         if how is None:
             record = _OpenHow(flags, 0, _RESOLVE)
             how = hows[flags] = (record, ctypes.byref(record))
-        fd = syscall(_SYS_OPENAT2, dir_fd, key.encode("utf-8", "surrogateescape"), how[1], size)
+        fd = syscall(number, dir_fd, key.encode("utf-8", "surrogateescape"), how[1], size)
         if fd < 0:
-            code = ctypes.get_errno()
+            code = get_errno()
             raise OSError(code, os.strerror(code), key)
         return fd
 

@@ -117,6 +117,7 @@ def is_repository_marker(entry_name: str) -> bool:
 
 # -- what a repository folder may hold (gc deletes nothing else) ---------------------------
 _HEX = "0123456789abcdef"
+_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _DIGEST_DIRS = r"(?:sha256/[0-9a-f]{64}|sha384/[0-9a-f]{96}|sha512/[0-9a-f]{128})"
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _LINK_OR_TEMP = rf"(?:{LINK}|{TEMP_FILE.pattern})"
@@ -136,7 +137,7 @@ _REPOSITORY_FILE = re.compile(
 
 def is_digest_folder(algorithm: str, name: str) -> bool:
     """`<alg>/<hex>` folder names of links and blobs: a known algorithm, lower-case hex."""
-    length = {"sha256": 64, "sha384": 96, "sha512": 128}.get(algorithm)
+    length = _HEX_LENGTHS.get(algorithm)
     return length is not None and len(name) == length and not name.strip(_HEX)
 
 
