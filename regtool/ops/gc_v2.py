@@ -39,6 +39,7 @@ class V2Collector(Sweeper):
         self, reader: V2Reader, options: GcOptions, now: float, exact: bool = False
     ) -> None:
         self.exact = exact
+        self.foreign_links: set[str] = set()  # links not read: a link or FIFO on the way
         self.driver: StorageDriver = reader.driver
         self.files = Files(reader.driver)
         self.reader = reader
@@ -71,6 +72,7 @@ class V2Collector(Sweeper):
             return None
         except ForeignObjectError as exc:
             self.files.note(exc.foreign, exc.what)
+            self.foreign_links.add(path)
             return None
         except StorageError as exc:
             self.problem(path, f"unreadable {what} link: {exc.message}")
@@ -143,7 +145,7 @@ class V2Collector(Sweeper):
                     digest = None
                 if digest is not None:
                     state.revisions[digest] = link
-                elif link in self.problems or link in self.files.foreign:
+                elif link in self.problems or link in self.foreign_links:
                     state.bad_revisions += 1
                 else:
                     self.sweep_temps(folder)  # a link write that never finished
@@ -155,7 +157,7 @@ class V2Collector(Sweeper):
             digest = self.link(path, "tag")
             if digest is not None:
                 state.tags[tag] = digest
-            elif path not in self.problems and path not in self.files.foreign:
+            elif path not in self.problems and path not in self.foreign_links:
                 self.warnings.append(Issue(path, "tag folder without a current link"))
                 self.sweep_temps(path.rpartition("/")[0])
 
