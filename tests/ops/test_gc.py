@@ -442,3 +442,15 @@ def test_gc_v1_deletes_the_plan_and_leaves_tags_whole(v1_root):
     assert of_kind(result.plan, "image") == {ORPHAN_V1, IN_PROGRESS_V1}
     remaining = {p.name for p in (v1_root / v1paths.IMAGES).iterdir()}
     assert remaining == set(EXPECTED_V1["live_images"])
+
+
+def test_gc_refuses_a_revision_link_that_names_another_digest(v2_root):
+    untagged = UNTAGGED_BUSYBOX["digest"]
+    link = v2_root / v2paths.revision_link("busybox", untagged)
+    link.write_text(BUSYBOX["digest"])  # the folder says one manifest, the link another
+    result = plan(v2_root, delete_untagged=True)
+    assert result.refused
+    assert [issue.path for issue in result.problems] == [
+        v2paths.revision_link("busybox", untagged)
+    ]
+    assert "not its own digest" in result.problems[0].message
