@@ -13,8 +13,9 @@ import json
 import multiprocessing
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -224,6 +225,26 @@ class Files:
         self.note(path, what)
         return Child(name, 0, st.st_mtime, False, what)
 
+    @contextmanager
+    def folder(self, prefix: str) -> Iterator[Folder]:
+        """One folder held open while its entries are looked at (paths relative to it are
+        walked from it: short, and never through a link)."""
+        if self.local is None:
+            yield Folder(self, prefix, None, self.names(prefix))
+            return
+        fd = self._open_dir(prefix)
+        if fd is None:
+            yield Folder(self, prefix, None, [])
+            return
+        try:
+            names = os.listdir(fd)
+            names.sort()
+            yield Folder(self, prefix, fd, names)
+        except OSError as exc:
+            raise StorageError(prefix, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
+
     def tree(self, prefix: str) -> list[FileInfo] | None:
         """Every file below `prefix` (links and special files with `foreign` set); None
         when `prefix` itself is behind a link (noted)."""
@@ -293,6 +314,49 @@ class Files:
         except OSError:
             return False
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    """A listed folder (`names`, sorted) and, on a local disk, its open descriptor."""
+
+    files: Files
+    key: str
+    fd: int | None
+    names: list[str]
+
+    def entry(self, relative: str) -> Child | None:
+        """Like `Files.entry` for `key/relative`, each component looked at from `fd`."""
+        if self.fd is None:
+            return self.files.entry(f"{self.key}/{relative}")
+        parts = relative.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/".join(parts[:depth])
+            try:
+                st = os.stat(path, dir_fd=self.fd, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                raise StorageError(f"{self.key}/{path}", exc.strerror or str(exc)) from None
+            mode = st.st_mode
+            if depth < len(parts):  # a folder on the way
+                if stat.S_ISDIR(mode):
+                    continue
+                if stat.S_ISREG(mode):
+                    return None  # a file where a folder belongs: nothing below it
+            elif stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+                return Child(parts[-1], st.st_size, st.st_mtime, stat.S_ISDIR(mode))
+            key = f"{self.key}/{path}"
+            if stat.S_ISLNK(mode):
+                try:
+                    what = f"a symbolic link to {os.readlink(path, dir_fd=self.fd)[:200]!r}"
+                except OSError:
+                    what = "a symbolic link"
+            else:
+                what = describe(mode)
+            self.files.note(key, what)
+            return Child(parts[-1], 0, st.st_mtime, False, what)
+        return None  # pragma: no cover - the loop always returns
 
 
 def _what(entry: os.DirEntry[str], dir_fd: int) -> str:

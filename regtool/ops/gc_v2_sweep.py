@@ -17,7 +17,7 @@ from regtool.layout.reader import Issue
 from regtool.layout.v2 import paths
 from regtool.model.digest import ALGORITHMS
 from regtool.ops.gc import GcEntry
-from regtool.ops.gc_io import Child, Files
+from regtool.ops.gc_io import Child, Files, Folder
 from regtool.storage.driver import StorageDriver, StorageError
 
 SHA256 = "sha256"
@@ -121,27 +121,27 @@ class Sweeper:
         entries: list[GcEntry] = []
         marked, protected = self.marked, self.protected
         for algorithm, fan in fans:
-            base = f"{paths.BLOBS}/{algorithm}"
-            for hexpart in self.files.names(f"{base}/{fan}"):  # opened before use
-                digest = f"{algorithm}:{hexpart}"
-                if digest in marked:
-                    continue
-                if not paths.is_digest_folder(algorithm, hexpart):
-                    continue  # not a blob folder: never ours to delete
-                if not hexpart.startswith(fan) or digest in protected:
-                    continue
-                found = self.blob_entry(digest)
-                if found is not None:
-                    entries.append(found)
+            with self.files.folder(f"{paths.BLOBS}/{algorithm}/{fan}") as folder:
+                for hexpart in folder.names:
+                    digest = f"{algorithm}:{hexpart}"
+                    if digest in marked:
+                        continue
+                    if not paths.is_digest_folder(algorithm, hexpart):
+                        continue  # not a blob folder: never ours to delete
+                    if not hexpart.startswith(fan) or digest in protected:
+                        continue
+                    found = self.blob_entry(digest, folder)
+                    if found is not None:
+                        entries.append(found)
         return entries
 
-    def blob_entry(self, digest: str) -> GcEntry | None:
+    def blob_entry(self, digest: str, fan: Folder) -> GcEntry | None:
         """The blob folder of an unmarked digest, when it holds `data` (and temp files of
         writes to it) only and nothing in it is recent; else None (temp files alone are
         planned one by one).
 
         Only `exact` (the real run) lists the folder; a dry run looks at `data` alone,
-        without following links, one system call per unmarked blob.
+        from its fan folder and without following links.
         """
         folder = paths.blob_dir(digest)
         temps: list[Child] = []
@@ -150,7 +150,7 @@ class Sweeper:
             if data is False:
                 return None
         else:
-            data = self.files.entry(f"{folder}/{paths.DATA}")
+            data = fan.entry(f"{digest.partition(':')[2]}/{paths.DATA}")
         if data is None:
             self.sweep_temps(folder)  # a blob write that never finished
             return None
