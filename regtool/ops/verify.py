@@ -127,8 +127,10 @@ class Findings:
         `what` says what it is ("a symbolic link to '..'", "a FIFO"), or is a whole detail
         that starts so.
         """
-        kind = "symlink" if what.startswith("a symbolic link") else "special-file"
-        detail = what if ": " in what else f"{what}: not followed"
+        is_link = what.startswith("a symbolic link")
+        kind = "symlink" if is_link else "special-file"
+        done = "not followed" if is_link else "never opened"
+        detail = what if ": " in what else f"{what}: {done}"
         self.add(kind, "error", obj or path.rpartition("/")[2], path, detail)
 
     def has(self, kind: str, path: str) -> bool:

@@ -60,7 +60,9 @@ def gc(
     reaches), through indexes to any depth, and sweeps the rest: blobs, dangling layer links,
     stale uploads and emptied repositories on v2; image folders no tag's ancestry needs on
     v1. Anything newer than --grace is kept. Refuses (exit 1) when a live manifest cannot
-    be read; holds an exclusive lock on .regtool.lock while it deletes.
+    be read; holds an exclusive lock on .regtool.lock while it deletes. Deletes only what
+    it recognises; links inside the storage are never followed nor deleted (listed as
+    skipped; one pointing outside where tags live refuses, like an unreadable manifest).
 
     Example:
 
