@@ -450,7 +450,5 @@ def test_gc_refuses_a_revision_link_that_names_another_digest(v2_root):
     link.write_text(BUSYBOX["digest"])  # the folder says one manifest, the link another
     result = plan(v2_root, delete_untagged=True)
     assert result.refused
-    assert [issue.path for issue in result.problems] == [
-        v2paths.revision_link("busybox", untagged)
-    ]
+    assert [issue.path for issue in result.problems] == [v2paths.revision_link("busybox", untagged)]
     assert "not its own digest" in result.problems[0].message
