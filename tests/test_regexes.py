@@ -92,11 +92,31 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
     "regtool.server.tls": {
         "_DNS_LABEL": ("fullmatch", near_misses("a", "-") + near_misses("-", "-"))
     },
-    "regtool.ops.verify_v2": {
+    "regtool.ops.verify_v2": {"_HEX": ("fullmatch", near_misses("a"))},
+    "regtool.layout.v2.paths": {
         "TEMP_FILE": ("fullmatch", ["data." + m for m in near_misses("a-", ".tm")]),
-        "_HEX": ("fullmatch", near_misses("a")),
+        "_UPLOAD_ID": ("fullmatch", near_misses("0") + near_misses("0-")),
+        "_UPLOAD_FILE_RE": (
+            "fullmatch",
+            ["hashstates/sha256/" + m for m in near_misses("1", "x")]
+            + ["startedat." + m for m in near_misses("a-", ".tm")],
+        ),
+        "_LINK_FOLDER_FILE": ("fullmatch", ["link." + m for m in near_misses("a-", "x")]),
+        "_REVISION_FOLDER_FILE": (
+            "fullmatch",
+            ["signatures/sha256/" + m for m in near_misses("a", "/link")]
+            + ["link." + m for m in near_misses("0-", ".tmp!")],
+        ),
+        "_REPOSITORY_FILE": (
+            "fullmatch",
+            ["_layers/sha256/" + m for m in near_misses("a", "/link")]
+            + ["_uploads/" + m for m in near_misses("0-", "/data")]
+            + [
+                "_manifests/revisions/sha256/" + "a" * 64 + "/signatures/sha256/" + m
+                for m in near_misses("a")
+            ],
+        ),
     },
-    "regtool.ops.gc_v2": {"_HEX": ("fullmatch", near_misses("a"))},
     "regtool.cli.commands.gc": {"_LONG_HEX": ("sub", near_misses("a", "") + near_misses("a/"))},
 }
 

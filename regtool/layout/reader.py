@@ -117,7 +117,11 @@ class RegistryReader(Protocol):
     driver: StorageDriver
 
     def repositories(self) -> list[Repository]:
-        """Every repository, sorted by stored name."""
+        """Every repository, sorted by stored name (links are never followed)."""
+        ...
+
+    def foreign_objects(self) -> tuple[Issue, ...]:
+        """Links and special files met so far where the layout has folders or files."""
         ...
 
     def tags(self, repository: str) -> list[TagLink]:

@@ -9,8 +9,9 @@ links go first, then layer links, uploads and repositories, and blobs or images 
 
 from __future__ import annotations
 
+import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from regtool.errors import LockHeldError
@@ -23,7 +24,7 @@ DEFAULT_GRACE = 3600.0  # 1h: pushes in flight (blobs before their manifest) sur
 DEFAULT_UPLOAD_AGE = 86400.0  # 24h, the same default as verify's stale-upload check
 
 # Deletion phases: references to an object go before the object itself.
-PHASES = {"tag": 0, "link": 0, "file": 0, "manifest": 1, "upload": 2, "repository": 3}
+PHASES = {"tag": 0, "link": 0, "file": 0, "manifest": 1, "upload": 2, "temp": 2, "repository": 3}
 LAST_PHASE = 4  # blob, image
 
 
@@ -31,7 +32,7 @@ LAST_PHASE = 4  # blob, image
 class GcEntry:
     """One thing to delete: `path` relative to the storage root, `size` in bytes removed."""
 
-    kind: str  # blob | manifest | link | upload | repository | image (rm: tag | file)
+    kind: str  # blob | manifest | link | upload | temp | repository | image (rm: tag | file)
     id: str
     size: int
     path: str
@@ -51,7 +52,10 @@ class GcPlan:
     """What gc would delete, and why it might refuse to.
 
     `problems` are live objects gc cannot read (an unreadable manifest, a malformed link, a
-    broken v1 chain): with any of them the plan is refused unless `forced`.
+    broken v1 chain, a link to outside the tree where tags live): with any of them the plan
+    is refused unless `forced`. `skipped` are objects gc met and leaves alone: links and
+    special files (never followed nor deleted) and files the layout does not have, with
+    whatever holds them.
     """
 
     layout: str
@@ -61,6 +65,7 @@ class GcPlan:
     marked: int = 0
     kept_recent: int = 0
     forced: bool = False
+    skipped: tuple[Issue, ...] = ()
 
     @property
     def bytes(self) -> int:
@@ -88,9 +93,11 @@ def ordered(entries: Iterable[GcEntry]) -> tuple[GcEntry, ...]:
 def plan_gc(reader: RegistryReader, options: GcOptions, *, exact: bool = False) -> GcPlan:
     """Mark from every root, sweep the rest; reads only, never writes.
 
-    A v2 blob's size is its `data` file's unless `exact`, which also lists the folder for
-    leftover temp files (deleted with it): one more system call per swept blob, so only
-    the real run, which deletes those folders anyway, pays it.
+    Nothing is followed through a link. A v2 blob's or layer link's folder is looked at
+    through its `data` or `link` alone unless `exact`, which lists it: temp files of
+    writes to it count in its size, and a folder holding anything else is left alone. One
+    more system call per swept object, so only the real run, which deletes those folders
+    anyway, pays it.
     """
     now = options.now if options.now is not None else time.time()
     if reader.layout == "v1":
@@ -147,6 +154,7 @@ def _without_deletions(plan: GcPlan, delete: tuple[GcEntry, ...] = ()) -> GcPlan
         plan.marked,
         plan.kept_recent,
         plan.forced,
+        plan.skipped,
     )
 
 
@@ -190,5 +198,67 @@ def remove(driver: StorageDriver, entry: GcEntry) -> None:
         from regtool.ops.gc_v2 import remove_repository
 
         remove_repository(driver, entry.path)
-    else:
-        driver.delete(entry.path)
+        return
+    driver.delete(entry.path)
+    if entry.kind == "temp":  # the folder it was left in goes too when nothing else is there
+        tidy = getattr(driver, "remove_empty_parents", None)
+        folder = entry.path.rpartition("/")[0]
+        if tidy is not None and "/" in folder:
+            tidy(folder, folder.rpartition("/")[0])
+
+
+# -- links and special files met in the tree -------------------------------------------------
+def judge_foreign(
+    driver: StorageDriver,
+    found: dict[str, str],
+    may_hold_tags: Callable[[str], bool],
+    scanned: str,
+) -> tuple[list[Issue], list[Issue]]:
+    """(problems, skipped) for the links and special files gc met (key -> what it is).
+
+    gc never follows a link nor deletes one. Where a link may stand for repositories, tags
+    or revisions, the registry (which follows links) may serve images through it whose
+    blobs gc cannot see: that is a problem (the plan is refused), unless the link points
+    back into `scanned`, the part of the tree gc reads itself (a loop, an alias). A special
+    file in place of a link file is an unreadable link, a problem as well. Anything else
+    is left alone and said so.
+    """
+    problems: list[Issue] = []
+    skipped: list[Issue] = []
+    for key, what in sorted(found.items()):
+        is_link = what.startswith("a symbolic link")
+        if not may_hold_tags(key) or (not is_link and not key.endswith("/link")):
+            skipped.append(Issue(key, f"{what}: left alone (regtool never follows links)"))
+        elif is_link and _points_back(driver, key, scanned):
+            skipped.append(Issue(key, f"{what}, back into the tree gc reads: left alone"))
+        else:
+            problems.append(
+                Issue(
+                    key,
+                    f"{what} where tags or manifests live: the registry may serve images "
+                    "through it that gc cannot see (regtool never follows links)",
+                )
+            )
+    return problems, skipped
+
+
+def _points_back(driver: StorageDriver, key: str, scanned: str) -> bool:
+    """Whether a link names `scanned`, a folder above it, or a real object below it."""
+    beneath = getattr(driver, "beneath", None)
+    if beneath is None:
+        return False
+    target = beneath.link_target(key)
+    relative = beneath.relative(target) if target is not None else None
+    if relative is None:
+        return False
+    if relative == "" or scanned == relative or scanned.startswith(relative + "/"):
+        return True  # a loop: everything below it is read anyway
+    if not relative.startswith(scanned + "/"):
+        return False
+    try:
+        mode = beneath.lstat(relative).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return True  # names nothing
+    except OSError:
+        return False  # through another link
+    return not stat.S_ISLNK(mode)

@@ -12,15 +12,25 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from regtool.model import mediatype as mt
 from regtool.model.jsondoc import JsonError, parse_json
-from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
+from regtool.storage.driver import (
+    Entry,
+    FileInfo,
+    ForeignObjectError,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+    TooLarge,
+)
 from regtool.storage.filesystem import FilesystemDriver, read_fd
+from regtool.storage.nofollow import DIR_FLAGS, READ_FLAGS, describe
 
 HEX = "0123456789abcdef"
 SHA256_LENGTH = len("sha256:") + 64
@@ -31,19 +41,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _local(key: str, call: Callable[[str], T], full: str) -> T | None:
-    """`call(full)`, None when the path is absent; other OS errors become StorageError(key)."""
-    try:
-        return call(full)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise StorageError(key, exc.strerror or str(exc)) from None
+@dataclass(frozen=True, slots=True)
+class Child:
+    """One entry of a folder; `foreign` says what a link or special file is."""
 
-
-def _subfolders(full: str) -> list[str]:
-    with os.scandir(full) as entries:
-        return [entry.name for entry in entries if entry.is_dir()]
+    name: str
+    size: int
+    mtime: float
+    is_dir: bool
+    foreign: str | None = None
 
 
 class Files:
@@ -52,98 +58,317 @@ class Files:
     gc touches every folder of the tree; the driver's general `list` (sorted Entry objects)
     and `get` cost several times more per call, which is most of gc's time on big trees.
     Any other driver goes through its own methods.
+
+    Nothing is reached through a link: folders are opened with no-follow semantics on every
+    component below the root. Every link or special file met is recorded in `foreign`
+    (key -> what it is) and otherwise ignored: gc neither follows nor deletes it.
     """
 
     def __init__(self, driver: StorageDriver) -> None:
         self.driver = driver
-        local = isinstance(driver, FilesystemDriver)
-        self.prefix = str(driver.root) + os.sep if local else None  # type: ignore[attr-defined]
+        self.local = driver if isinstance(driver, FilesystemDriver) else None
+        self.prefix = str(driver.root) + os.sep if self.local else None  # type: ignore[attr-defined]
+        self.foreign: dict[str, str] = {}
+
+    def note(self, key: str, what: str) -> None:
+        self.foreign.setdefault(key, what)
+
+    def _open_dir(self, key: str) -> int | None:
+        """A no-follow descriptor of a local folder; None when it is absent or not reachable
+        without a link (that link is noted)."""
+        assert self.local is not None
+        try:
+            return self.local.beneath.open(key, DIR_FLAGS)
+        except OSError as exc:
+            error = self.local.translate(key, exc)
+            if isinstance(error, PathNotFound):
+                return None
+            if isinstance(error, ForeignObjectError):
+                self.note(error.foreign, error.what)
+                return None
+            raise error from None
+
+    def _listed(self, prefix: str) -> list[Entry]:
+        try:
+            entries = self.driver.list(prefix)
+        except ForeignObjectError as exc:
+            self.note(exc.foreign, exc.what)
+            return []
+        for entry in entries:
+            if entry.foreign is not None:
+                self.note(f"{prefix}/{entry.name}", entry.foreign)
+        return entries
 
     def dirs(self, prefix: str) -> list[str]:
-        """Names of the sub-folders of `prefix`, sorted; [] when it does not exist."""
-        if self.prefix is None:
-            return [entry.name for entry in self.driver.list(prefix) if entry.is_dir]
-        names = _local(prefix, _subfolders, self.prefix + prefix) or []
+        """Names of the real sub-folders of `prefix`, sorted; [] when it does not exist.
+
+        Regular files are left out silently (verify reports them), links and special files
+        are noted.
+        """
+        if self.local is None:
+            return [entry.name for entry in self._listed(prefix) if entry.is_dir]
+        fd = self._open_dir(prefix)
+        if fd is None:
+            return []
+        names = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        names.append(entry.name)
+                    elif not entry.is_file(follow_symlinks=False):
+                        self.note(f"{prefix}/{entry.name}", _what(entry, fd))
+        except OSError as exc:
+            raise StorageError(prefix, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
         names.sort()
         return names
 
     def names(self, prefix: str) -> list[str]:
-        """Every name in `prefix` (files too), sorted; cheaper than `dirs` for huge folders."""
-        if self.prefix is None:
-            return [entry.name for entry in self.driver.list(prefix)]
-        names = _local(prefix, os.listdir, self.prefix + prefix) or []
+        """Every name in `prefix` (files and links too), sorted; cheaper than `dirs` for
+        huge folders. For folders whose entries are each opened (with no-follow semantics)
+        before anything is done with them: a link among them is noted then."""
+        if self.local is None:
+            return [entry.name for entry in self._listed(prefix)]
+        fd = self._open_dir(prefix)
+        if fd is None:
+            return []
+        try:
+            names = os.listdir(fd)
+        except OSError as exc:
+            raise StorageError(prefix, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
         names.sort()
         return names
 
-    def one(self, path: str) -> list[tuple[str, int, float]]:
-        """[(path, size, mtime)] of one file, [] when it is absent or a folder."""
-        if self.prefix is None:
+    def children(self, folder: str) -> list[Child] | None:
+        """Everything in one folder, with sizes, in no order ([] when it is absent); None
+        when the folder is a link or behind one (noted)."""
+        if self.local is None:
+            try:
+                entries = self.driver.list(folder)
+            except ForeignObjectError as exc:
+                self.note(exc.foreign, exc.what)
+                return None
+            found = []
+            for entry in entries:
+                if entry.foreign is not None or entry.is_dir:
+                    found.append(Child(entry.name, 0, 0.0, entry.is_dir, entry.foreign))
+                    continue
+                try:
+                    info = self.driver.stat(f"{folder}/{entry.name}")
+                except StorageError:
+                    continue
+                found.append(Child(entry.name, info.size, info.mtime, False))
+            return found
+        try:
+            fd = self.local.beneath.open(folder, DIR_FLAGS)
+        except OSError as exc:
+            error = self.local.translate(folder, exc)
+            if isinstance(error, PathNotFound):
+                return []
+            if isinstance(error, ForeignObjectError):
+                self.note(error.foreign, error.what)
+                return None
+            raise error from None
+        found = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    mode = st.st_mode
+                    if stat.S_ISREG(mode):
+                        found.append(Child(entry.name, st.st_size, st.st_mtime, False))
+                    elif stat.S_ISDIR(mode):
+                        found.append(Child(entry.name, st.st_size, st.st_mtime, True))
+                    else:
+                        what = _what(entry, fd)
+                        found.append(Child(entry.name, 0, st.st_mtime, False, what))
+        except OSError as exc:
+            raise StorageError(folder, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
+        return found
+
+    def entry(self, path: str) -> Child | None:
+        """What is at `path`, no link followed on the way or at the end: None when nothing
+        is; a Child with `foreign` set (and noted) for a link or special file there or on
+        the way."""
+        name = path.rpartition("/")[2]
+        if self.local is None:
             try:
                 info = self.driver.stat(path)
             except PathNotFound:
-                return []
-            return [] if info.is_dir else [(path, info.size, info.mtime)]
-        st = _local(path, os.stat, self.prefix + path)
-        if st is None or stat.S_ISDIR(st.st_mode):
-            return []
-        return [(path, st.st_size, st.st_mtime)]
+                return None
+            except ForeignObjectError as exc:
+                self.note(exc.foreign, exc.what)
+                return Child(name, 0, 0.0, False, exc.what)
+            return Child(name, info.size, info.mtime, info.is_dir)
+        try:
+            st = self.local.beneath.lstat(path)
+        except OSError as exc:
+            error = self.local.translate(path, exc)
+            if isinstance(error, PathNotFound):
+                return None
+            if isinstance(error, ForeignObjectError):
+                self.note(error.foreign, error.what)
+                return Child(name, 0, 0.0, False, error.what)
+            raise error from None
+        mode = st.st_mode
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            return Child(name, st.st_size, st.st_mtime, stat.S_ISDIR(mode))
+        what = self.local.beneath.link_words(path) if stat.S_ISLNK(mode) else describe(mode)
+        self.note(path, what)
+        return Child(name, 0, st.st_mtime, False, what)
 
-    def files(self, prefix: str) -> list[tuple[str, int, float]]:
-        """(path, size, mtime) of every file below `prefix`."""
-        if self.prefix is None:
-            return [(info.path, info.size, info.mtime) for info in self.driver.walk(prefix)]
-        names = _local(prefix, os.listdir, self.prefix + prefix)
-        if names is None:
-            return []
-        if len(names) == 1:  # the usual blob folder: `data` alone, one stat
-            path = f"{prefix}/{names[0]}"
-            try:
-                st = os.stat(self.prefix + path, follow_symlinks=False)
-            except FileNotFoundError:
-                return []
-            except OSError as exc:
-                raise StorageError(path, exc.strerror or str(exc)) from None
-            if not stat.S_ISDIR(st.st_mode):
-                return [(path, st.st_size, st.st_mtime)]
-        found = []
-        stack = [prefix]
-        while stack:
-            folder = stack.pop()
-            try:
-                with os.scandir(self.prefix + folder) as entries:
-                    for entry in entries:
-                        path = f"{folder}/{entry.name}"
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(path)
-                            continue
-                        try:
-                            st = entry.stat()
-                        except FileNotFoundError:
-                            continue
-                        found.append((path, st.st_size, st.st_mtime))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as exc:
-                raise StorageError(folder, exc.strerror or str(exc)) from None
-        found.sort()
-        return found
+    @contextmanager
+    def folder(self, prefix: str) -> Iterator[Folder]:
+        """One folder held open while its entries are looked at (paths relative to it are
+        walked from it: short, and never through a link)."""
+        if self.local is None:
+            yield Folder(self, prefix, None, self.names(prefix))
+            return
+        fd = self._open_dir(prefix)
+        if fd is None:
+            yield Folder(self, prefix, None, [])
+            return
+        try:
+            names = os.listdir(fd)
+            names.sort()
+            yield Folder(self, prefix, fd, names)
+        except OSError as exc:
+            raise StorageError(prefix, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
+
+    def tree(self, prefix: str) -> list[FileInfo] | None:
+        """Every file below `prefix` (links and special files with `foreign` set); None
+        when `prefix` itself is behind a link (noted)."""
+        try:
+            return list(self.driver.walk(prefix))
+        except ForeignObjectError as exc:
+            self.note(exc.foreign, exc.what)
+            return None
 
     def read(self, path: str, limit: int | None = None) -> bytes:
-        """The whole file; with `limit`, TooLarge when it is bigger (never read whole)."""
-        if self.prefix is None:
+        """A regular file's bytes; PathNotFound, ForeignObjectError, TooLarge (over `limit`,
+        never read whole) or StorageError."""
+        if self.local is None:
             return self.driver.get(path, limit)
         try:
-            fd = os.open(self.prefix + path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
+            fd = self.local.beneath.open(path, READ_FLAGS)
         except OSError as exc:
-            raise StorageError(path, exc.strerror or str(exc)) from None
+            raise self.local.translate(path, exc) from None
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                if stat.S_ISDIR(st.st_mode):
+                    raise StorageError(path, "is a directory")
+                raise ForeignObjectError(path, path, describe(st.st_mode))
+            if limit is not None and st.st_size > limit:
+                raise TooLarge(path, limit)
             return read_fd(fd, path, limit, READ_CHUNK)
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
         finally:
             os.close(fd)
+
+    def mtime(self, path: str) -> float | None:
+        """The mtime of a regular file; None when absent or anything else.
+
+        Only the last component is checked: callers pass paths whose folders they listed
+        without following links.
+        """
+        if self.prefix is None:
+            try:
+                info = self.driver.stat(path)
+            except StorageError:
+                return None
+            return None if info.is_dir else info.mtime
+        try:
+            st = os.stat(self.prefix + path, follow_symlinks=False)
+        except OSError:
+            return None
+        return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
+    def absent(self, path: str) -> bool:
+        """True only when nothing at all is at `path` (a link there is not nothing)."""
+        if self.local is None:
+            try:
+                self.driver.stat(path)
+            except PathNotFound:
+                return True
+            except StorageError:
+                return False
+            return False
+        try:
+            self.local.beneath.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        except OSError:
+            return False
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    """A listed folder (`names`, sorted) and, on a local disk, its open descriptor."""
+
+    files: Files
+    key: str
+    fd: int | None
+    names: list[str]
+
+    def entry(self, relative: str) -> Child | None:
+        """Like `Files.entry` for `key/relative`, each component looked at from `fd`."""
+        if self.fd is None:
+            return self.files.entry(f"{self.key}/{relative}")
+        parts = relative.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/".join(parts[:depth])
+            try:
+                st = os.stat(path, dir_fd=self.fd, follow_symlinks=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                raise StorageError(f"{self.key}/{path}", exc.strerror or str(exc)) from None
+            mode = st.st_mode
+            if depth < len(parts):  # a folder on the way
+                if stat.S_ISDIR(mode):
+                    continue
+                if stat.S_ISREG(mode):
+                    return None  # a file where a folder belongs: nothing below it
+            elif stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+                return Child(parts[-1], st.st_size, st.st_mtime, stat.S_ISDIR(mode))
+            key = f"{self.key}/{path}"
+            if stat.S_ISLNK(mode):
+                try:
+                    what = f"a symbolic link to {os.readlink(path, dir_fd=self.fd)[:200]!r}"
+                except OSError:
+                    what = "a symbolic link"
+            else:
+                what = describe(mode)
+            self.files.note(key, what)
+            return Child(parts[-1], 0, st.st_mtime, False, what)
+        return None  # pragma: no cover - the loop always returns
+
+
+def _what(entry: os.DirEntry[str], dir_fd: int) -> str:
+    """What a link or special file found by scandir(dir_fd) is, in words."""
+    if entry.is_symlink():
+        try:
+            return f"a symbolic link to {os.readlink(entry.name, dir_fd=dir_fd)[:200]!r}"
+        except OSError:
+            return "a symbolic link"
+    try:
+        return describe(entry.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return "a special file"
 
 
 def _digests(descriptors: object) -> list[str] | None:

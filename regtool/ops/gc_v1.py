@@ -13,8 +13,8 @@ from regtool.layout.reader import Issue
 from regtool.layout.v1 import paths
 from regtool.layout.v1.reader import V1Reader
 from regtool.model.digest import is_v1_id
-from regtool.ops.gc import GcEntry, GcOptions, GcPlan
-from regtool.storage.driver import StorageError
+from regtool.ops.gc import GcEntry, GcOptions, GcPlan, judge_foreign
+from regtool.storage.driver import ForeignObjectError, StorageError
 
 
 def live_images(reader: V1Reader) -> tuple[set[str], dict[str, Issue]]:
@@ -54,8 +54,18 @@ def plan_v1(reader: V1Reader, options: GcOptions, now: float) -> GcPlan:
     driver = reader.driver
     delete: list[GcEntry] = []
     warnings: list[Issue] = []
+    skipped: list[Issue] = []
+    foreign = {issue.path: issue.message for issue in reader.foreign_objects()}
     kept_recent = 0
-    for entry in driver.list(paths.IMAGES):
+    try:
+        entries = driver.list(paths.IMAGES)
+    except ForeignObjectError as exc:
+        foreign[exc.foreign] = exc.what
+        entries = []
+    for entry in entries:
+        if entry.foreign is not None:
+            foreign[paths.image_dir(entry.name)] = entry.foreign
+            continue
         if not entry.is_dir:
             continue
         if not is_v1_id(entry.name):
@@ -70,12 +80,24 @@ def plan_v1(reader: V1Reader, options: GcOptions, now: float) -> GcPlan:
             continue
         size = 0
         for info in driver.walk(folder):
+            name = info.path[len(folder) + 1 :]
+            if info.foreign is not None:
+                foreign[info.path] = info.foreign  # listed as skipped, with the reason
+                break
+            if not paths.is_image_file(name):
+                reason = f"image folder holds {name}, not part of the layout: left alone"
+                skipped.append(Issue(folder, reason))
+                break
             size += info.size
             newest = max(newest, info.mtime)
-        if cutoff is not None and newest >= cutoff:
-            kept_recent += 1
-            continue
-        delete.append(GcEntry("image", entry.name, size, folder))
+        else:
+            if cutoff is not None and newest >= cutoff:
+                kept_recent += 1
+                continue
+            delete.append(GcEntry("image", entry.name, size, folder))
+    refusals, left = judge_foreign(driver, foreign, _may_hold_tags, paths.REPOSITORIES)
+    for issue in refusals:
+        problems.setdefault(issue.path, issue)
     return GcPlan(
         layout="v1",
         delete=tuple(delete),
@@ -84,4 +106,9 @@ def plan_v1(reader: V1Reader, options: GcOptions, now: float) -> GcPlan:
         marked=len(live),
         kept_recent=kept_recent,
         forced=options.force,
+        skipped=tuple(sorted([*left, *skipped], key=lambda issue: issue.path)),
     )
+
+
+def _may_hold_tags(key: str) -> bool:
+    return key.startswith(paths.REPOSITORIES + "/")

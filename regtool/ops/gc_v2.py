@@ -5,19 +5,20 @@ Roots are the revision links and tag `current/link`s of every repository (a fold
 depth (distribution 2.8.2 stops after one level: its bug #3178), and with
 `delete_untagged` a manifest no tag reaches is dropped unless a kept index lists it or its
 `subject` is kept. Blobs are walked by listing folders only; a blob's files are looked at
-just when it is not marked.
+just when it is not marked (the sweep itself is in `gc_v2_sweep.py`).
+
+No link inside the tree is followed: a folder or file that is a link is neither read nor
+deleted, and is listed in the plan (see `judge_foreign` for when one refuses the plan).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 from regtool.layout.reader import Issue
 from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES, V2Reader
-from regtool.model.digest import ALGORITHMS, DigestError, parse_digest
+from regtool.model.digest import DigestError, parse_digest
 from regtool.model.manifest import (
     MAX_MANIFEST_BYTES,
     ImageIndex,
@@ -25,32 +26,20 @@ from regtool.model.manifest import (
     Schema1Manifest,
     parse_manifest,
 )
-from regtool.ops.gc import GcEntry, GcOptions, GcPlan
+from regtool.ops.gc import GcEntry, GcOptions, GcPlan, judge_foreign
 from regtool.ops.gc_io import Files, Node, quick_node, run_parts, split, worker_count
-from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
+from regtool.ops.gc_v2_sweep import RepoState, Sweeper
+from regtool.storage.driver import ForeignObjectError, PathNotFound, StorageDriver, StorageError
 
-_HEX = re.compile(r"[a-f0-9]+")
 SHA256 = "sha256"
 
 
-@dataclass(slots=True)
-class RepoState:
-    name: str
-    revisions: dict[str, str] = field(default_factory=dict)  # digest -> revision link path
-    bad_revisions: int = 0
-    tags: dict[str, str] = field(default_factory=dict)  # tag -> digest of current/link
-    tag_folders: list[str] = field(default_factory=list)
-    layer_links: list[tuple[str, str]] = field(default_factory=list)  # (algorithm, hex)
-    uploads: list[str] = field(default_factory=list)
-    keep: set[str] = field(default_factory=set)  # manifests kept (roots of the mark)
-    dropped: list[str] = field(default_factory=list)
-
-
-class V2Collector:
+class V2Collector(Sweeper):
     def __init__(
         self, reader: V2Reader, options: GcOptions, now: float, exact: bool = False
     ) -> None:
         self.exact = exact
+        self.foreign_links: set[str] = set()  # links not read: a link or FIFO on the way
         self.driver: StorageDriver = reader.driver
         self.files = Files(reader.driver)
         self.reader = reader
@@ -67,16 +56,23 @@ class V2Collector:
         self.protected: set[str] = set()
         self.kept_recent = 0
         self.repos: list[RepoState] = []
+        self.temps: list[GcEntry] = []  # temp files of writes that never finished
+        self.skipped: dict[str, Issue] = {}  # what gc leaves alone, and why
 
     # -- reading -------------------------------------------------------------------------
     def problem(self, path: str, message: str) -> None:
         self.problems.setdefault(path, Issue(path, message))
 
     def link(self, path: str, what: str) -> str | None:
-        """The digest a link holds; None when the file is absent or malformed (recorded)."""
+        """The digest a link holds; None when the file is absent, malformed or not a file
+        (a problem or a foreign object is recorded)."""
         try:
             raw = self.files.read(path, MAX_LINK_BYTES)
         except PathNotFound:
+            return None
+        except ForeignObjectError as exc:
+            self.files.note(exc.foreign, exc.what)
+            self.foreign_links.add(path)
             return None
         except StorageError as exc:
             self.problem(path, f"unreadable {what} link: {exc.message}")
@@ -90,10 +86,8 @@ class V2Collector:
     def recent(self, path: str) -> bool:
         if self.cutoff is None:
             return False
-        try:
-            return self.driver.stat(path).mtime >= self.cutoff
-        except StorageError:
-            return False
+        mtime = self.files.mtime(path)
+        return mtime is not None and mtime >= self.cutoff
 
     def node(self, digest: str, context: str) -> Node | None:
         if digest in self.nodes:
@@ -138,14 +132,22 @@ class V2Collector:
 
     def scan_revisions(self, state: RepoState) -> None:
         base = paths.revisions_dir(state.name)
-        for algorithm in self.files.names(base):
+        for algorithm in self.files.dirs(base):
             for name in self.files.names(f"{base}/{algorithm}"):
-                link = f"{base}/{algorithm}/{name}/{paths.LINK}"
+                if not paths.is_digest_folder(algorithm, name):
+                    continue  # not a revision: never a root, never deleted (verify says so)
+                folder = f"{base}/{algorithm}/{name}"
+                link = f"{folder}/{paths.LINK}"
                 digest = self.link(link, "revision")
+                if digest is not None and digest != f"{algorithm}:{name}":
+                    self.problem(link, f"revision link holds {digest}, not its own digest")
+                    digest = None
                 if digest is not None:
                     state.revisions[digest] = link
-                elif link in self.problems:
+                elif link in self.problems or link in self.foreign_links:
                     state.bad_revisions += 1
+                else:
+                    self.sweep_temps(folder)  # a link write that never finished
 
     def scan_tags(self, state: RepoState) -> None:
         for tag in self.files.names(paths.tags_dir(state.name)):
@@ -154,13 +156,14 @@ class V2Collector:
             digest = self.link(path, "tag")
             if digest is not None:
                 state.tags[tag] = digest
-            elif path not in self.problems:
+            elif path not in self.problems and path not in self.foreign_links:
                 self.warnings.append(Issue(path, "tag folder without a current link"))
+                self.sweep_temps(path.rpartition("/")[0])
 
     def scan_layers(self, state: RepoState) -> None:
         base = paths.layers_dir(state.name)
-        for algorithm in self.files.names(base):
-            for name in self.files.names(f"{base}/{algorithm}"):
+        for algorithm in self.files.dirs(base):
+            for name in self.files.names(f"{base}/{algorithm}"):  # checked before use
                 state.layer_links.append((algorithm, name))
                 if self.cutoff is not None:
                     link = f"{base}/{algorithm}/{name}/{paths.LINK}"
@@ -177,7 +180,11 @@ class V2Collector:
             return None
 
     def scan_uploads(self, state: RepoState) -> None:
-        state.uploads.extend(self.files.dirs(paths.uploads_dir(state.name)))
+        for name in self.files.dirs(paths.uploads_dir(state.name)):
+            if paths.is_upload_id(name):
+                state.uploads.append(name)
+            else:
+                state.strays += 1  # not an upload: left alone, and so is its repository
 
     # -- deciding what is kept -------------------------------------------------------------
     def choose_roots(self, state: RepoState) -> None:
@@ -243,147 +250,6 @@ class V2Collector:
             if target:
                 self.marked.add(target)
 
-    # -- sweeping --------------------------------------------------------------------------
-    def fans(self) -> list[tuple[str, str]]:
-        """(algorithm, two-hex folder) pairs of the blob store."""
-        found = []
-        for algorithm in self.files.dirs(paths.BLOBS):
-            if algorithm in ALGORITHMS:
-                fans = self.files.dirs(f"{paths.BLOBS}/{algorithm}")
-                found.extend((algorithm, fan) for fan in fans)
-        return found
-
-    def sweep_blobs(self, fans: list[tuple[str, str]]) -> list[GcEntry]:
-        entries: list[GcEntry] = []
-        marked, protected = self.marked, self.protected
-        for algorithm, fan in fans:
-            length = ALGORITHMS[algorithm]
-            base = f"{paths.BLOBS}/{algorithm}"
-            for hexpart in self.files.names(f"{base}/{fan}"):
-                digest = f"{algorithm}:{hexpart}"
-                if digest in marked:
-                    continue
-                if len(hexpart) != length or not _HEX.fullmatch(hexpart):
-                    continue  # not a blob folder: never ours to delete
-                if not hexpart.startswith(fan) or digest in protected:
-                    continue
-                found = self.blob_entry(digest)
-                if found is not None:
-                    entries.append(found)
-        return entries
-
-    def blob_entry(self, digest: str) -> GcEntry | None:
-        folder = paths.blob_dir(digest)
-        data = paths.blob_data(digest)
-        size = 0
-        data_mtime: float | None = None
-        found = self.files.files(folder) if self.exact else self.files.one(data)
-        for path, file_size, mtime in found:
-            size += file_size
-            if path == data:
-                data_mtime = mtime
-        if data_mtime is None:
-            return None  # temp files only: not a blob
-        if self.cutoff is not None and data_mtime >= self.cutoff:
-            self.kept_recent += 1
-            return None
-        return GcEntry("blob", digest, size, folder)
-
-    def sweep_links(self, state: RepoState, doomed: set[str]) -> list[GcEntry]:
-        """`_layers` links to blobs being deleted or already gone (read when not sha256)."""
-        entries = []
-        base = paths.layers_dir(state.name)
-        marked, protected = self.marked, self.protected
-        for algorithm, name in state.layer_links:
-            digest = f"{algorithm}:{name}"
-            if algorithm == SHA256:
-                if digest not in doomed and (digest in marked or not self.gone(digest)):
-                    continue
-            else:
-                target = self.quiet_link(f"{base}/{algorithm}/{name}/{paths.LINK}")
-                if target is None or (target not in doomed and not self.gone(target)):
-                    continue
-            if digest in protected:
-                continue
-            folder = f"{base}/{algorithm}/{name}"
-            link = f"{folder}/{paths.LINK}"
-            if self.recent(link):
-                continue
-            entries.append(GcEntry("link", f"{state.name}@{digest}", 0, folder))
-        return entries
-
-    def gone(self, digest: str) -> bool:
-        """A blob that is neither in use nor stored (its link dangles)."""
-        if digest in self.marked or digest in self.protected:
-            return False
-        try:
-            return not self.driver.exists(paths.blob_data(digest))
-        except (StorageError, ValueError):
-            return False
-
-    def sweep_manifests(self, state: RepoState) -> list[GcEntry]:
-        entries = []
-        if not state.dropped:
-            return entries
-        dropped = set(state.dropped)
-        for tag in state.tag_folders:
-            index = paths.tag_index_dir(state.name, tag)
-            for algorithm in self.files.dirs(index):
-                for name in self.files.dirs(f"{index}/{algorithm}"):
-                    digest = f"{algorithm}:{name}"
-                    if digest in dropped:
-                        folder = f"{index}/{algorithm}/{name}"
-                        entries.append(GcEntry("link", f"{state.name}:{tag}@{digest}", 0, folder))
-        for digest in state.dropped:
-            folder = state.revisions[digest].rpartition("/")[0]
-            entries.append(GcEntry("manifest", f"{state.name}@{digest}", 0, folder))
-        return entries
-
-    def sweep_uploads(self, state: RepoState) -> list[GcEntry]:
-        entries = []
-        for upload in state.uploads:
-            folder = paths.upload_dir(state.name, upload)
-            size = 0
-            newest = self.mtime(folder)
-            for info in self.driver.walk(folder):
-                size += info.size
-                newest = max(newest, info.mtime)
-            started = self.started_at(paths.upload_startedat(state.name, upload))
-            if newest >= self.upload_cutoff or (started or 0) >= self.upload_cutoff:
-                continue
-            entries.append(GcEntry("upload", upload, size, folder))
-        return entries
-
-    def mtime(self, path: str) -> float:
-        try:
-            return self.driver.stat(path).mtime
-        except StorageError:
-            return 0.0
-
-    def started_at(self, path: str) -> float | None:
-        try:
-            text = self.driver.get(path, MAX_LINK_BYTES).decode("ascii").strip()  # a timestamp
-            stamp = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        except (StorageError, UnicodeDecodeError, ValueError):
-            return None
-        return stamp.timestamp()
-
-    def sweep_repository(self, state: RepoState, uploads_gone: int) -> GcEntry | None:
-        if state.tag_folders or state.bad_revisions:
-            return None
-        if len(state.revisions) > len(state.dropped) or len(state.uploads) > uploads_gone:
-            return None
-        folder = paths.repository(state.name)
-        size = 0
-        for marker in (paths.LAYERS, paths.MANIFESTS):
-            for info in self.driver.walk(f"{folder}/{marker}"):
-                if self.cutoff is not None and info.mtime >= self.cutoff:
-                    self.kept_recent += 1
-                    return None
-                if not info.path.endswith(f"/{paths.LINK}"):
-                    size += info.size
-        return GcEntry("repository", state.name, size, folder)
-
     # -- the whole plan --------------------------------------------------------------------
     def mark_part(self, names: list[str]) -> MarkPart:
         """Scan, choose roots and mark for some repositories (runs in a worker)."""
@@ -401,16 +267,30 @@ class V2Collector:
             part.aliases,
             part.protected,
             part.kept_recent,
+            part.temps,
+            part.skipped,
+            part.files.foreign,
         )
 
     def sweep_part(self, fans: list[tuple[str, str]]) -> SweepPart:
-        before = self.kept_recent
-        entries = self.sweep_blobs(fans)
-        recent, self.kept_recent = self.kept_recent - before, before
-        return SweepPart(entries, recent)
+        """Sweep some blob fans (runs in a worker) against the marks made."""
+        part = V2Collector(self.reader, self.options, self.now, self.exact)
+        part.marked, part.protected = self.marked, self.protected
+        entries = part.sweep_blobs(fans)
+        return SweepPart(entries, part.kept_recent, part.temps, part.skipped, part.files.foreign)
+
+    def merge(self, part: MarkPart | SweepPart) -> None:
+        self.kept_recent += part.kept_recent
+        self.temps.extend(part.temps)
+        for path, issue in part.skipped.items():
+            self.skipped.setdefault(path, issue)
+        for key, what in part.foreign.items():
+            self.files.note(key, what)
 
     def plan(self) -> GcPlan:
         names = [repository.name for repository in self.reader.repositories()]
+        for issue in self.reader.foreign_objects():
+            self.files.note(issue.path, issue.message)
         workers = worker_count(self.files, len(names))
         for part in run_parts(self.mark_part, split(names, workers)):
             self.repos.extend(part.repos)
@@ -420,13 +300,13 @@ class V2Collector:
             self.warnings.extend(part.warnings)
             self.aliases |= part.aliases
             self.protected |= part.protected
-            self.kept_recent += part.kept_recent
+            self.merge(part)
         self.repos.sort(key=lambda state: state.name)
         self.resolve_aliases()
         blobs: list[GcEntry] = []
         for sweep in run_parts(self.sweep_part, split(self.fans(), workers)):
             blobs.extend(sweep.entries)
-            self.kept_recent += sweep.kept_recent
+            self.merge(sweep)
         blobs.sort(key=lambda entry: entry.path)
         doomed = {entry.id for entry in blobs}
         early: list[GcEntry] = []
@@ -439,15 +319,23 @@ class V2Collector:
             repository = self.sweep_repository(state, len(uploads))
             if repository is not None:
                 late.append(repository)
+        refusals, foreign = judge_foreign(
+            self.driver, self.files.foreign, paths.may_hold_tags, paths.REPOSITORIES
+        )
+        for issue in refusals:
+            self.problems.setdefault(issue.path, issue)
         problems = tuple(sorted(self.problems.values(), key=lambda issue: issue.path))
+        skipped = sorted([*foreign, *self.skipped.values()], key=lambda issue: issue.path)
+        temps = sorted(self.temps, key=lambda entry: entry.path)
         return GcPlan(
             layout="v2",
-            delete=tuple(early + late + blobs),
+            delete=tuple(early + temps + late + blobs),
             problems=problems,
             warnings=tuple(self.warnings),
             marked=len(self.marked),
             kept_recent=self.kept_recent,
             forced=self.options.force,
+            skipped=tuple(skipped),
         )
 
 
@@ -460,12 +348,18 @@ class MarkPart:
     aliases: set[tuple[str, str]]
     protected: set[str]
     kept_recent: int
+    temps: list[GcEntry]
+    skipped: dict[str, Issue]
+    foreign: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class SweepPart:
     entries: list[GcEntry]
     kept_recent: int
+    temps: list[GcEntry]
+    skipped: dict[str, Issue]
+    foreign: dict[str, str]
 
 
 def plan_v2(reader: V2Reader, options: GcOptions, now: float, exact: bool = False) -> GcPlan:

@@ -52,6 +52,11 @@ HINTS: dict[str, str] = {
     "tarsum-mismatch": "tarsum v0 is fragile (tar details matter); the simple checksum is the "
     "one to trust when both exist",
     "junk-file": "not part of the layout: move it out of the storage root",
+    "symlink": "regtool never follows symbolic links inside the storage (ls, verify and gc "
+    "skip what is behind one, gc leaves the link in place): replace the link with the real "
+    "folder or file, or move it out of the storage root",
+    "special-file": "a FIFO, socket or device where the layout has a file or folder: "
+    "regtool never opens it; remove it (a registry stores regular files only)",
     "temp-file": "left by an interrupted write: safe to delete when no registry writes",
     "no-layers-folder": "create the repository's _layers folder (and links for its blobs) "
     "before running distribution 2.8.2's garbage-collect",
@@ -115,6 +120,18 @@ class Findings:
         key = (kind, path)
         if key not in self.items:
             self.items[key] = Finding(kind, severity, obj, path, detail, HINTS[kind])
+
+    def foreign(self, path: str, what: str, obj: str | None = None) -> None:
+        """A link or special file met where the layout has a file or folder (an error).
+
+        `what` says what it is ("a symbolic link to '..'", "a FIFO"), or is a whole detail
+        that starts so.
+        """
+        is_link = what.startswith("a symbolic link")
+        kind = "symlink" if is_link else "special-file"
+        done = "not followed" if is_link else "never opened"
+        detail = what if ": " in what else f"{what}: {done}"
+        self.add(kind, "error", obj or path.rpartition("/")[2], path, detail)
 
     def has(self, kind: str, path: str) -> bool:
         return (kind, path) in self.items

@@ -19,7 +19,7 @@ from regtool.ops.verify import (
     VerifyReport,
     hash_all,
 )
-from regtool.storage.driver import PathNotFound, StorageError
+from regtool.storage.driver import ForeignObjectError, PathNotFound, StorageError
 
 SIMPLE_PREFIX = "sha256:"
 
@@ -57,6 +57,9 @@ class _V1Check:
             return
         for entry in entries:
             path = paths.image_dir(entry.name)
+            if entry.foreign is not None:
+                self.found.foreign(path, entry.foreign, entry.name)
+                continue
             if not entry.is_dir or not is_v1_id(entry.name):
                 what = "folder" if entry.is_dir else "file"
                 self.found.add(
@@ -72,6 +75,8 @@ class _V1Check:
             image.json_bytes = self.driver.get(json_path, MAX_CONFIG_BYTES)
         except PathNotFound:
             image.missing.append("json")
+        except ForeignObjectError as exc:
+            self.found.foreign(exc.foreign, exc.what, image_id)
         except StorageError as exc:
             self.found.add("unreadable-file", "error", image_id, json_path, exc.message)
         if image.json_bytes is not None:
@@ -96,6 +101,8 @@ class _V1Check:
                 image.layer_size = info.size
         except PathNotFound:
             image.missing.append("layer")
+        except ForeignObjectError as exc:
+            self.found.foreign(exc.foreign, exc.what, image_id)
         except StorageError as exc:
             self.found.add("unreadable-file", "error", image_id, layer_path, exc.message)
         image.in_progress = self.driver.exists(paths.image_inprogress(image_id))
@@ -126,7 +133,10 @@ class _V1Check:
 
     # -- tags and reachability -----------------------------------------------------------
     def check_tags(self) -> None:
-        for repo in self.reader.repositories():
+        repositories = self.reader.repositories()
+        for issue in self.reader.foreign_objects():
+            self.found.foreign(issue.path, issue.message)
+        for repo in repositories:
             self.counts["repositories"] += 1
             for tag in self.reader.tags(repo.name):
                 self.counts["tags"] += 1

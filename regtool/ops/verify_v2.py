@@ -21,10 +21,9 @@ from regtool.ops.verify import (
     hash_all,
     referrers,
 )
-from regtool.storage.driver import Entry, StorageError
+from regtool.storage.driver import Entry, ForeignObjectError, StorageError
 
-# distribution 3.1+ (and regtool's own driver) write `<name>.<uuid>.tmp` and rename it
-TEMP_FILE = re.compile(r"(?:data|link|startedat)\.[0-9a-fA-F-]{8,40}\.tmp")
+TEMP_FILE = paths.TEMP_FILE  # `<name>.<uuid>.tmp`: a write in progress, or killed
 _HEX = re.compile(r"[a-f0-9]+")
 LEGACY_SIGNATURES = "signatures"  # schema1 signature links of registry <= 2.3, ignored
 TAG_CURRENT, TAG_INDEX = "current", "index"  # the two folders of a tag
@@ -60,12 +59,23 @@ class _V2Check:
         self.parsed: set[str] = set()
 
     # -- listing helpers -----------------------------------------------------------------
-    def _list(self, prefix: str) -> list[Entry]:
+    def _list(self, prefix: str, obj: str | None = None) -> list[Entry]:
+        """Children of `prefix`; links and special files are reported, never returned."""
         try:
-            return self.driver.list(prefix)
+            entries = self.driver.list(prefix)
+        except ForeignObjectError as exc:
+            self.found.foreign(exc.foreign, exc.what, obj)
+            return []
         except StorageError as exc:
             self.found.add("unreadable-file", "error", prefix, prefix, exc.message)
             return []
+        kept = []
+        for entry in entries:
+            if entry.foreign is None:
+                kept.append(entry)
+            else:
+                self.found.foreign(f"{prefix}/{entry.name}", entry.foreign, obj)
+        return kept
 
     def _stray(self, path: str, entry: Entry, what: str, obj: str | None = None) -> None:
         """A file or folder the layout does not have: temp file or junk.
@@ -104,7 +114,7 @@ class _V2Check:
             self._stray(path, folder, "in the blob store (not a blob folder)")
             return
         digest = f"{algorithm}:{name}"
-        for entry in self._list(path):
+        for entry in self._list(path, digest):
             entry_path = f"{path}/{entry.name}"
             if entry.name != paths.DATA:
                 self._stray(entry_path, entry, "in a blob folder", digest)
@@ -182,7 +192,10 @@ class _V2Check:
 
     # -- repositories --------------------------------------------------------------------
     def check_repositories(self) -> None:
-        for repo in self.reader.repositories():
+        repositories = self.reader.repositories()
+        for issue in self.reader.foreign_objects():
+            self.found.foreign(issue.path, issue.message)
+        for repo in repositories:
             self.counts["repositories"] += 1
             linked = self._layer_links(repo.name)
             for issue in repo.issues:

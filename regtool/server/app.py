@@ -19,7 +19,7 @@ from regtool.server.handlers import blobs, catalog, manifests, referrers, tags, 
 from regtool.server.handlers.context import Context, Options
 from regtool.server.http import ApiError, Request, Response
 from regtool.server.routes import route
-from regtool.storage.driver import FULL_ERRNOS, StorageError, StorageFull
+from regtool.storage.driver import FULL_ERRNOS, ForeignObjectError, StorageError, StorageFull
 
 Handler = Callable[[Context, Request, str, str], Response]
 
@@ -77,6 +77,8 @@ class App:
             response = error_response(exc)
         except (ConnectionError, TimeoutError, ssl.SSLError):
             raise  # the client went away mid-body: the transport drops the connection
+        except ForeignObjectError as exc:  # a link or special file: never served, as if absent
+            response = error_response(foreign_object(req, exc))
         except (StorageError, OSError) as exc:  # never a 404: the object may well exist
             response = error_response(storage_failure(req, exc))
         except Exception:  # the one catch-all: a bug must not kill the connection thread
@@ -136,6 +138,23 @@ def allowed(endpoint: str) -> str:
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
+
+
+# what a request finds where the storage holds a link or a special file: nothing, logged
+FOREIGN_CODES = {
+    "blob": "BLOB_UNKNOWN",
+    "manifest": "MANIFEST_UNKNOWN",
+    "upload": "BLOB_UPLOAD_UNKNOWN",
+    "uploads": "NAME_UNKNOWN",
+    "tags": "NAME_UNKNOWN",
+    "referrers": "NAME_UNKNOWN",
+}
+
+
+def foreign_object(req: Request, exc: ForeignObjectError) -> ApiError:
+    """The answer when a request meets a link or special file in the storage: 404, logged."""
+    sys.stderr.write(f"not served: {req.method} {req.path[:200]}: {exc}\n")
+    return ApiError(FOREIGN_CODES.get(route(req.path).endpoint, "NOT_FOUND"))
 
 
 def storage_failure(req: Request, exc: StorageError | OSError) -> ApiError:

@@ -62,20 +62,45 @@ class TooLarge(StorageError):
         self.limit = limit
 
 
+class ForeignObjectError(StorageError):
+    """A symbolic link or special file where a regular file or folder belongs: never
+    followed, opened or removed. `foreign` is the key of that object (`path` or a folder
+    on the way to it), `what` says what it is ("a symbolic link to '/x'", "a FIFO")."""
+
+    def __init__(self, path: str, foreign: str, what: str) -> None:
+        why = (
+            "regtool never follows links inside the storage"
+            if "link" in what
+            else "regtool reads only regular files and folders"
+        )
+        where = what if foreign == path else f"{foreign} is {what}"
+        super().__init__(path, f"{where}: {why}")
+        self.foreign = foreign
+        self.what = what
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
+    """`foreign` (walk only): what a link or special file is; it is not a file then."""
+
     path: str
     size: int
     mtime: float
     is_dir: bool
+    foreign: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One child of a listed prefix."""
+    """One child of a listed prefix; links are never followed to tell what they name.
+
+    `foreign` says what a child that is neither a regular file nor a folder is ("a
+    symbolic link to '/x'", "a FIFO"); such a child has is_dir False and must not be read.
+    """
 
     name: str
     is_dir: bool
+    foreign: str | None = None
 
 
 class StorageDriver(Protocol):
@@ -104,11 +129,15 @@ class StorageDriver(Protocol):
         ...
 
     def walk(self, prefix: str) -> Iterator[FileInfo]:
-        """Every object below a prefix (files only), in sorted depth-first order."""
+        """Every object below a prefix (files only), in sorted depth-first order; links and
+        special files come with `foreign` set and are not descended into."""
         ...
 
     def delete(self, path: str) -> None:
-        """Remove an object or everything below a prefix; a missing path is not an error."""
+        """Remove an object or everything below a prefix; a missing path is not an error.
+
+        Never through or of a link: ForeignObjectError (nothing removed) when one is met.
+        """
         ...
 
     def move(self, src: str, dst: str) -> None: ...

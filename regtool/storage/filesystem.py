@@ -6,6 +6,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -16,12 +17,21 @@ from typing import BinaryIO
 from regtool.storage.driver import (
     Entry,
     FileInfo,
+    ForeignObjectError,
     InvalidPath,
     ObjectBusy,
     PathNotFound,
     StorageError,
     TooLarge,
     storage_error,
+)
+from regtool.storage.nofollow import (
+    DIR_FLAGS,
+    PATH_FLAGS,
+    READ_FLAGS,
+    Beneath,
+    ForeignObject,
+    describe,
 )
 
 CHUNK = 1 << 20
@@ -39,6 +49,7 @@ class FilesystemDriver:
         self._prefix = str(self.root) + os.sep
         self.readonly = readonly
         self.fsync = fsync
+        self.beneath = Beneath(str(self.root))
 
     # -- paths -------------------------------------------------------------------------
     def full(self, path: str) -> str:
@@ -53,85 +64,124 @@ class FilesystemDriver:
                     raise InvalidPath(path, "'.' or '..' component")
         return self._prefix + path
 
-    # -- reads -------------------------------------------------------------------------
-    def get(self, path: str, limit: int | None = None) -> bytes:
-        full = self.full(path)
+    # -- reads ---------------------------------------------------------------------------
+    # Nothing below the root is reached through a link: `beneath` opens every key with
+    # no-follow semantics on each component, and only regular files are ever read.
+    def _open(self, path: str, flags: int) -> int:
+        self.full(path)  # validates the key
         try:
-            fd = os.open(full, os.O_RDONLY)
-        except FileNotFoundError:
-            raise PathNotFound(path) from None
-        except NotADirectoryError:
-            raise PathNotFound(path) from None
+            return self.beneath.open(path, flags)
         except OSError as exc:
-            raise StorageError(path, exc.strerror or str(exc)) from None
+            raise self.translate(path, exc) from None
+
+    def translate(self, path: str, exc: OSError) -> StorageError:
+        """The StorageError for an OSError met at `path` (links on the way named)."""
+        if isinstance(exc, ForeignObject):
+            return ForeignObjectError(path, exc.foreign.key, exc.foreign.what)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # O_DIRECTORY on a link: ENOTDIR
+            found = self.beneath.foreign_on_the_way(path)
+            if found is not None:
+                return ForeignObjectError(path, found.key, found.what)
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            return PathNotFound(path)
+        return StorageError(path, exc.strerror or str(exc))
+
+    def _regular(self, path: str, fd: int) -> os.stat_result:
+        """fstat of an opened key; raises (after closing fd) unless it is a regular file."""
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return st
+        os.close(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise StorageError(path, "is a directory")
+        raise ForeignObjectError(path, path, describe(st.st_mode))
+
+    def get(self, path: str, limit: int | None = None) -> bytes:
+        fd = self._open(path, READ_FLAGS)
+        st = self._regular(path, fd)
         try:
+            if limit is not None and st.st_size > limit:
+                raise TooLarge(path, limit)
             return read_fd(fd, path, limit)
-        except IsADirectoryError:
-            raise StorageError(path, "is a directory") from None
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
         finally:
             os.close(fd)
 
     def open(self, path: str, offset: int = 0) -> BinaryIO:
-        try:
-            handle = open(self.full(path), "rb")  # noqa: SIM115 - the caller closes it
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
-        except OSError as exc:
-            raise StorageError(path, exc.strerror or str(exc)) from None
+        fd = self._open(path, READ_FLAGS)
+        self._regular(path, fd)
+        handle = os.fdopen(fd, "rb")
         if offset:
             handle.seek(offset)
         return handle
 
     def stat(self, path: str) -> FileInfo:
+        fd = self._open(path, PATH_FLAGS)
         try:
-            st = os.stat(self.full(path))
-        except (FileNotFoundError, NotADirectoryError):
-            raise PathNotFound(path) from None
-        except OSError as exc:
-            raise StorageError(path, exc.strerror or str(exc)) from None
-        return FileInfo(path, st.st_size, st.st_mtime, (st.st_mode & 0o170000) == 0o040000)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if not (is_dir or stat.S_ISREG(st.st_mode)):
+            what = self.beneath.link_words(path) if stat.S_ISLNK(st.st_mode) else None
+            raise ForeignObjectError(path, path, what or describe(st.st_mode))
+        return FileInfo(path, st.st_size, st.st_mtime, is_dir)
 
     def exists(self, path: str) -> bool:
-        return os.path.exists(self.full(path))
+        """A regular file or folder at `path`, reached without links (a link is not one)."""
+        try:
+            self.stat(path)
+        except StorageError:
+            return False
+        return True
 
     def list(self, prefix: str) -> list[Entry]:
         try:
-            with os.scandir(self.full(prefix)) as it:
-                entries = [Entry(e.name, e.is_dir()) for e in it]
-        except (FileNotFoundError, NotADirectoryError):
+            fd = self._open(prefix, DIR_FLAGS)
+        except PathNotFound:
             return []
+        try:
+            with os.scandir(fd) as it:
+                entries = [_entry(e, fd) for e in it]
         except OSError as exc:
             raise StorageError(prefix, exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
         entries.sort(key=lambda e: e.name)
         return entries
 
     def walk(self, prefix: str) -> Iterator[FileInfo]:
-        base = self.full(prefix)
-        cut = len(self._prefix)
-        stack = [base]
+        stack = [prefix]
         while stack:
             folder = stack.pop()
             try:
-                with os.scandir(folder) as it:
-                    entries = sorted(it, key=lambda e: e.name, reverse=True)
-            except (FileNotFoundError, NotADirectoryError):
+                fd = self._open(folder, DIR_FLAGS)
+            except PathNotFound:
                 continue
+            try:
+                with os.scandir(fd) as it:
+                    entries = sorted(it, key=lambda e: e.name, reverse=True)
+                files = []
+                for entry in entries:
+                    key = f"{folder}/{entry.name}" if folder else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(key)
+                        continue
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        files.append(FileInfo(key, st.st_size, st.st_mtime, False))
+                    else:
+                        what = _entry(entry, fd).foreign or describe(st.st_mode)
+                        files.append(FileInfo(key, 0, st.st_mtime, False, what))
             except OSError as exc:
-                raise StorageError(folder[cut:], exc.strerror or str(exc)) from None
-            files = []
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    files.append(entry)
-            for entry in reversed(files):
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                yield FileInfo(entry.path[cut:], st.st_size, st.st_mtime, False)
+                raise StorageError(folder, exc.strerror or str(exc)) from None
+            finally:
+                os.close(fd)
+            yield from reversed(files)
 
     # -- writes ------------------------------------------------------------------------
     def _writable(self, path: str) -> str:
@@ -212,16 +262,13 @@ class FilesystemDriver:
                     _HELD.discard(key)
 
     def delete(self, path: str) -> None:
-        full = self._writable(path)
+        self._writable(path)
         try:
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
-        except FileNotFoundError:
-            return
+            self.beneath.remove(path)
         except OSError as exc:
-            raise StorageError(path, exc.strerror or str(exc)) from None
+            error = self.translate(path, exc)
+            if not isinstance(error, PathNotFound):
+                raise error from None
 
     def move(self, src: str, dst: str) -> None:
         full_src = self._writable(src)
@@ -240,14 +287,13 @@ class FilesystemDriver:
             _fsync_dir(os.path.dirname(full_dst))
 
     def remove_empty_parents(self, path: str, stop: str) -> None:
-        """Remove now-empty folders from `path` up to (not including) `stop`."""
+        """Remove now-empty folders from `path` up to (not including) `stop` (never a link)."""
         if self.readonly:
             return
         current = path
         while current and current != stop and current.startswith(stop):
-            try:
-                os.rmdir(self.full(current))
-            except OSError:
+            self.full(current)
+            if not self.beneath.rmdir_empty(current):
                 return
             current = current.rpartition("/")[0]
 
@@ -278,6 +324,25 @@ def read_fd(fd: int, path: str, limit: int | None = None, chunk: int = CHUNK) ->
         total += len(data)
         if limit is not None and total > limit:
             raise TooLarge(path, limit)
+
+
+def _entry(entry: os.DirEntry[str], dir_fd: int) -> Entry:
+    """An Entry from a DirEntry of a folder opened as `dir_fd`, links not followed."""
+    if entry.is_dir(follow_symlinks=False):
+        return Entry(entry.name, True)
+    if entry.is_file(follow_symlinks=False):
+        return Entry(entry.name, False)
+    if entry.is_symlink():
+        try:
+            target = os.readlink(entry.name, dir_fd=dir_fd)
+        except OSError:
+            return Entry(entry.name, False, "a symbolic link")
+        return Entry(entry.name, False, f"a symbolic link to {target[:200]!r}")
+    try:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except OSError:
+        return Entry(entry.name, False, "a special file")
+    return Entry(entry.name, False, describe(mode))
 
 
 def _unlink_quietly(path: str) -> None:

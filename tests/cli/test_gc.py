@@ -56,6 +56,7 @@ def test_gc_dry_run_prints_the_plan_as_json_and_writes_nothing(run, v2):
             }
         ],
         "bytes": len(ORPHAN),
+        "skipped": [],
     }
     assert snapshot(v2) == before
     assert not (v2 / ".regtool.lock").exists()
@@ -97,7 +98,7 @@ def test_gc_yes_deletes_and_prints_what_it_deleted_in_the_plan_shape(run, v2):
     assert json.loads(result.stdout) == planned
     assert not (v2 / v2paths.blob_dir(ORPHAN_DIGEST)).exists()
     again = run("--root", str(v2), "-n", "--grace", "0", "-f", "json")
-    assert json.loads(again.stdout) == {"delete": [], "bytes": 0}
+    assert json.loads(again.stdout) == {"delete": [], "bytes": 0, "skipped": []}
 
 
 def test_gc_default_grace_keeps_a_blob_written_just_now(run, v2):
@@ -170,3 +171,37 @@ def test_gc_on_v1_sweeps_unreachable_images(run, v1_root, v1_expected):
 def test_gc_on_a_missing_root_exits_3(run, tmp_path):
     result = run("--root", str(tmp_path / "nothing"), "--dry-run")
     assert result.exit_code == 3
+
+
+# -- links in the tree -----------------------------------------------------------------------
+def test_gc_lists_a_link_it_leaves_alone_in_json_and_warns_about_it(run, v2):
+    (v2 / v2paths.repository("loop")).symlink_to("..")
+    result = run("--root", str(v2), "--yes", "--grace", "0", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [e["id"] for e in doc["delete"]] == [ORPHAN_DIGEST]
+    assert [s["path"] for s in doc["skipped"]] == [v2paths.repository("loop")]
+    assert "symbolic link" in doc["skipped"][0]["reason"]
+    assert f"warning: {v2paths.repository('loop')}: a symbolic link" in result.stderr
+    assert (v2 / v2paths.repository("loop")).is_symlink()
+    table = run("--root", str(v2), "--dry-run", "--grace", "0")
+    assert "left 1 unrecognised objects alone (see warnings)" in table.stdout
+
+
+def test_gc_refuses_a_link_to_outside_where_tags_live_unless_forced(run, v2, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "_layers").mkdir(parents=True)
+    (outside / "_manifests").mkdir()
+    (outside / "_manifests" / "keep").write_text("not the registry's")
+    (v2 / v2paths.repository("elsewhere")).symlink_to(outside)
+    refused = run("--root", str(v2), "--yes", "--grace", "0")
+    assert refused.exit_code == 1
+    assert "may serve images through it" in refused.stderr
+    assert "Hint: repair or remove the named files" in refused.stderr
+    assert (v2 / v2paths.blob_data(ORPHAN_DIGEST)).exists()
+    forced = run("--root", str(v2), "--yes", "--grace", "0", "--force", "-f", "json")
+    assert forced.exit_code == 0, forced.output
+    doc = json.loads(forced.stdout)
+    assert [e["id"] for e in doc["delete"]] == [ORPHAN_DIGEST]
+    assert [s["path"] for s in doc["skipped"]] == [v2paths.repository("elsewhere")]
+    assert (outside / "_manifests" / "keep").exists()

@@ -161,3 +161,14 @@ def test_main_loads_only_the_command_it_runs(monkeypatch, v2_root, capsys):
     assert json.loads(capsys.readouterr().out)
     loaded = {m for m in sys.modules if m.startswith("regtool.cli.commands.")}
     assert loaded == {"regtool.cli.commands.ls"}
+
+
+def test_ls_beside_a_repository_loop_lists_every_real_tag_and_warns(run, v2_root, v2_expected):
+    from regtool.layout.v2 import paths as v2paths
+
+    (v2_root / v2paths.repository("loop")).symlink_to("..")
+    result = run("ls", "--root", str(v2_root), "--format", "json")
+    assert result.exit_code == 0
+    tags = sorted((row["repository"], row["tag"]) for row in json.loads(result.stdout))
+    assert tags == sorted((r, t) for r, ts in v2_expected["tags"].items() for t in ts)
+    assert f"warning: {v2paths.repository('loop')}: a symbolic link to '..'" in result.stderr

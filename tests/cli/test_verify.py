@@ -210,3 +210,14 @@ def test_verify_v1_corruptions_exit_codes_without_traceback(
         result = run("--root", str(v1_root), "--format", fmt)
         assert result.exit_code == code, result.output
     assert len(json.loads(result.stdout)["problems"]) >= 2  # the fixture's own warning too
+
+
+def test_verify_reports_a_repository_loop_as_an_error_with_a_hint(run, v2_root: Path) -> None:
+    (v2_root / v2paths.repository("loop")).symlink_to("..")
+    result = run("--root", str(v2_root), "--format", "json")
+    assert result.exit_code == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert [(p["kind"], p["severity"], p["path"]) for p in problems] == [
+        ("symlink", "error", v2paths.repository("loop"))
+    ]
+    assert "never follows symbolic links" in problems[0]["hint"]

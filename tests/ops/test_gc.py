@@ -224,7 +224,7 @@ def test_gc_ignores_temp_files_in_blob_folders(v2_root):
 
 def test_real_gc_counts_every_file_of_a_swept_blob_folder(v2_root):
     orphan = add_blob(v2_root)
-    (v2_root / v2paths.blob_dir(orphan) / "data.1.tmp").write_bytes(b"12345")
+    (v2_root / v2paths.blob_dir(orphan) / f"data.{'1f' * 16}.tmp").write_bytes(b"12345")
     assert plan(v2_root).bytes == len(RUBBISH)  # the dry run stats `data` only
     result = collect_garbage(open_reader(v2_root), GcOptions(grace=0))
     assert result.plan.bytes == len(RUBBISH) + 5
@@ -442,3 +442,13 @@ def test_gc_v1_deletes_the_plan_and_leaves_tags_whole(v1_root):
     assert of_kind(result.plan, "image") == {ORPHAN_V1, IN_PROGRESS_V1}
     remaining = {p.name for p in (v1_root / v1paths.IMAGES).iterdir()}
     assert remaining == set(EXPECTED_V1["live_images"])
+
+
+def test_gc_refuses_a_revision_link_that_names_another_digest(v2_root):
+    untagged = UNTAGGED_BUSYBOX["digest"]
+    link = v2_root / v2paths.revision_link("busybox", untagged)
+    link.write_text(BUSYBOX["digest"])  # the folder says one manifest, the link another
+    result = plan(v2_root, delete_untagged=True)
+    assert result.refused
+    assert [issue.path for issue in result.problems] == [v2paths.revision_link("busybox", untagged)]
+    assert "not its own digest" in result.problems[0].message

@@ -60,7 +60,9 @@ def gc(
     reaches), through indexes to any depth, and sweeps the rest: blobs, dangling layer links,
     stale uploads and emptied repositories on v2; image folders no tag's ancestry needs on
     v1. Anything newer than --grace is kept. Refuses (exit 1) when a live manifest cannot
-    be read; holds an exclusive lock on .regtool.lock while it deletes.
+    be read; holds an exclusive lock on .regtool.lock while it deletes. Deletes only what
+    it recognises; links inside the storage are never followed nor deleted (listed as
+    skipped; one pointing outside where tags live refuses, like an unreadable manifest).
 
     Example:
 
@@ -101,6 +103,8 @@ def gc(
 def _report_problems(plan: GcPlan) -> None:
     for issue in plan.warnings:
         out.warn(str(issue))
+    for issue in plan.skipped:
+        out.warn(str(issue))
     if not plan.problems:
         return
     if plan.forced:
@@ -118,9 +122,12 @@ def _report_problems(plan: GcPlan) -> None:
 
 
 def _contract(plan: GcPlan) -> dict[str, object]:
-    """The documented JSON shape: {"delete": [{kind, id, size, path}], "bytes": N}."""
+    """The documented JSON shape: {"delete": [{kind, id, size, path}], "bytes": N,
+    "skipped": [{path, reason}]} (skipped: what gc found and leaves alone)."""
     rows = [{"kind": e.kind, "id": e.id, "size": e.size, "path": e.path} for e in plan.delete]
-    return {"delete": rows, "bytes": plan.bytes}
+    left = plan.skipped + (plan.problems if plan.forced else ())
+    skipped = [{"path": issue.path, "reason": issue.message} for issue in left]
+    return {"delete": rows, "bytes": plan.bytes, "skipped": skipped}
 
 
 def _emit(plan: GcPlan, fmt: Format, verb: str) -> None:
@@ -130,13 +137,14 @@ def _emit(plan: GcPlan, fmt: Format, verb: str) -> None:
 def _table(plan: GcPlan, verb: str) -> str:
     rows = [[e.kind, _short(e), out.human_size(e.size), short_path(e.path)] for e in plan.delete]
     summary = f"{verb} {len(plan.delete)} entries, {out.human_size(plan.bytes)}"
+    kept = ""
     if plan.kept_recent:
-        summary += f"; kept {plan.kept_recent} newer than the grace window"
+        kept += f"; kept {plan.kept_recent} newer than the grace window"
+    if plan.skipped:
+        kept += f"; left {len(plan.skipped)} unrecognised objects alone (see warnings)"
     if not rows:
-        return f"nothing to delete ({plan.marked} objects in use)" + (
-            f"; kept {plan.kept_recent} newer than the grace window" if plan.kept_recent else ""
-        )
-    return out.grid(rows, ["KIND", "ID", "SIZE", "PATH"]) + "\n" + summary
+        return f"nothing to delete ({plan.marked} objects in use)" + kept
+    return out.grid(rows, ["KIND", "ID", "SIZE", "PATH"]) + "\n" + summary + kept
 
 
 def short_path(path: str) -> str:

@@ -42,6 +42,8 @@ def ls(
         rows = list_tags(reader, pattern)
         _warn(rows)
         out.emit(rows, fmt, lambda: _tag_table(rows))
+    for issue in reader.foreign_objects():
+        out.warn(f"{issue}: not followed, nothing below it listed")
 
 
 def _warn(rows: tuple[TagRow, ...] | tuple[RepositoryRow, ...]) -> None:

@@ -36,6 +36,16 @@ def image_inprogress(image_id: str) -> str:
     return f"{IMAGES}/{image_id}/_inprogress"
 
 
+IMAGE_FILES = frozenset(
+    {"json", "layer", "ancestry", "_checksum", "_inprogress", "_files", "_diff"}
+)
+
+
+def is_image_file(relative: str) -> bool:
+    """A file an image folder holds (path relative to the folder), in any registry version."""
+    return relative in IMAGE_FILES
+
+
 def namespace_dir(namespace: str) -> str:
     return f"{REPOSITORIES}/{namespace}"
 

@@ -10,7 +10,13 @@ from regtool.layout.v1 import paths
 from regtool.model.config import MAX_CONFIG_BYTES, ConfigError, V1Image, parse_v1_json
 from regtool.model.digest import is_v1_id
 from regtool.model.jsondoc import JsonError, parse_json
-from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
+from regtool.storage.driver import (
+    Entry,
+    ForeignObjectError,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+)
 
 V1_MEDIA_TYPE = "application/vnd.docker.v1.image"
 MAX_CHAIN = 1000  # Docker refused images with more than 127 layers; this only stops loops
@@ -37,14 +43,34 @@ class V1Reader:
         self.root = root
         self._images: dict[str, V1ImageInfo] = {}
         self._chains: dict[str, tuple[tuple[str, ...], tuple[Issue, ...]]] = {}
+        self._foreign: dict[str, Issue] = {}
 
     # -- listing -------------------------------------------------------------------------
+    def foreign_objects(self) -> tuple[Issue, ...]:
+        """Links and special files met so far where folders belong, never followed; each
+        issue's message says what it is ("a symbolic link to '..'")."""
+        return tuple(self._foreign.values())
+
+    def _list(self, prefix: str) -> list[Entry]:
+        try:
+            entries = self.driver.list(prefix)
+        except ForeignObjectError as exc:
+            self._note_foreign(exc.foreign, exc.what)
+            return []
+        for entry in entries:
+            if entry.foreign is not None:
+                self._note_foreign(f"{prefix}/{entry.name}", entry.foreign)
+        return entries
+
+    def _note_foreign(self, path: str, what: str) -> None:
+        self._foreign.setdefault(path, Issue(path, what))
+
     def repositories(self) -> list[Repository]:
         found = []
-        for namespace in self.driver.list(paths.REPOSITORIES):
+        for namespace in self._list(paths.REPOSITORIES):
             if not namespace.is_dir:
                 continue
-            for repo in self.driver.list(paths.namespace_dir(namespace.name)):
+            for repo in self._list(paths.namespace_dir(namespace.name)):
                 if repo.is_dir:
                     found.append(Repository(f"{namespace.name}/{repo.name}"))
         return found

@@ -12,6 +12,8 @@ docker/registry/v2/
 
 from __future__ import annotations
 
+import re
+
 from regtool.model.digest import split_digest
 
 V2 = "docker/registry/v2"
@@ -23,6 +25,13 @@ UPLOADS = "_uploads"
 LINK = "link"
 DATA = "data"
 STARTEDAT = "startedat"
+HASHSTATES = "hashstates"
+SIGNATURES = "signatures"  # schema1 signature links of registry <= 2.3
+TAGS = "tags"
+TAG_INDEX = "index"
+# A write in progress: `<name>.<uuid>.tmp` beside the file it replaces (distribution 3.1+
+# and regtool's own filesystem driver write one, then rename it over `<name>`).
+TEMP_FILE = re.compile(r"(?:data|link|startedat)\.[0-9a-fA-F-]{8,40}\.tmp")
 
 
 def blob_dir(digest: str) -> str:
@@ -104,3 +113,71 @@ def upload_startedat(name: str, upload_id: str) -> str:
 def is_repository_marker(entry_name: str) -> bool:
     """A folder holding `_layers` (2.8.2) or `_manifests` (3.x) is a repository."""
     return entry_name in (LAYERS, MANIFESTS)
+
+
+# -- what a repository folder may hold (gc deletes nothing else) ---------------------------
+_HEX = "0123456789abcdef"
+_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_DIGEST_DIRS = r"(?:sha256/[0-9a-f]{64}|sha384/[0-9a-f]{96}|sha512/[0-9a-f]{128})"
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_LINK_OR_TEMP = rf"(?:{LINK}|{TEMP_FILE.pattern})"
+_HASHSTATE = rf"{HASHSTATES}/(?:sha256|sha384|sha512)/[0-9]{{1,20}}"
+_UPLOAD_FILE = rf"(?:{DATA}|{STARTEDAT}|{TEMP_FILE.pattern}|{_HASHSTATE})"
+_REVISION_FILE = rf"(?:{_LINK_OR_TEMP}|{SIGNATURES}/{_DIGEST_DIRS}/{LINK})"
+_UPLOAD_ID = re.compile(_UUID)
+_UPLOAD_FILE_RE = re.compile(_UPLOAD_FILE)
+_LINK_FOLDER_FILE = re.compile(_LINK_OR_TEMP)
+_REVISION_FOLDER_FILE = re.compile(_REVISION_FILE)
+_REPOSITORY_FILE = re.compile(
+    rf"{LAYERS}/{_DIGEST_DIRS}/{_LINK_OR_TEMP}"
+    rf"|{MANIFESTS}/revisions/{_DIGEST_DIRS}/{_REVISION_FILE}"
+    rf"|{UPLOADS}/{_UUID}/{_UPLOAD_FILE}"
+)
+
+
+def is_digest_folder(algorithm: str, name: str) -> bool:
+    """`<alg>/<hex>` folder names of links and blobs: a known algorithm, lower-case hex."""
+    length = _HEX_LENGTHS.get(algorithm)
+    return length is not None and len(name) == length and not name.strip(_HEX)
+
+
+def is_upload_id(name: str) -> bool:
+    """Upload folders are named by a UUID (distribution and regtool alike)."""
+    return _UPLOAD_ID.fullmatch(name) is not None
+
+
+def is_upload_file(relative: str) -> bool:
+    """`data`, `startedat`, `hashstates/<alg>/<offset>` or a temp file, below an upload."""
+    return _UPLOAD_FILE_RE.fullmatch(relative) is not None
+
+
+def is_link_folder_file(name: str) -> bool:
+    """`link` or its temp file: what a layer link or tag index entry folder holds."""
+    return _LINK_FOLDER_FILE.fullmatch(name) is not None
+
+
+def is_revision_folder_file(relative: str) -> bool:
+    """What a revision folder holds: its link, a temp file, schema1 signature links."""
+    return _REVISION_FOLDER_FILE.fullmatch(relative) is not None
+
+
+def is_repository_file(relative: str) -> bool:
+    """A file below a repository folder (path relative to it) that the layout writes
+    outside of tags: links, signature links, uploads and their temp files."""
+    return _REPOSITORY_FILE.fullmatch(relative) is not None
+
+
+def may_hold_tags(key: str) -> bool:
+    """Whether a folder (or a link in its place) at `key` may hold repositories, tags or
+    revisions: anything below `repositories/` except `_layers`, `_uploads` and a tag's
+    `index` history."""
+    if not key.startswith(REPOSITORIES + "/"):
+        return False
+    parts = key[len(REPOSITORIES) + 1 :].split("/")
+    for i, part in enumerate(parts):
+        if part in (LAYERS, UPLOADS):
+            return False
+        if part == MANIFESTS:
+            rest = parts[i + 1 :]
+            return not (len(rest) >= 3 and rest[0] == TAGS and rest[2] == TAG_INDEX)
+    return True

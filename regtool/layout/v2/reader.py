@@ -18,7 +18,13 @@ from regtool.model.manifest import (
     Schema1Manifest,
     parse_manifest,
 )
-from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
+from regtool.storage.driver import (
+    Entry,
+    ForeignObjectError,
+    PathNotFound,
+    StorageDriver,
+    StorageError,
+)
 
 # A link holds one digest (at most 135 bytes); the rest is room for stray white space.
 MAX_LINK_BYTES = 1024
@@ -41,6 +47,7 @@ class V2Reader:
         self._manifests: dict[str, Manifest | Issue] = {}
         self._configs: dict[str, ImageConfig | Issue] = {}
         self._children: dict[tuple[str, bool], Image | Issue] = {}
+        self._foreign: dict[str, Issue] = {}
 
     # -- links ---------------------------------------------------------------------------
     def read_link(self, path: str) -> str:
@@ -56,13 +63,33 @@ class V2Reader:
             raise LinkError(Issue(path, f"bad link: {exc}")) from None
 
     # -- listing -------------------------------------------------------------------------
+    def foreign_objects(self) -> tuple[Issue, ...]:
+        """Links and special files met so far where folders belong, never followed; each
+        issue's message says what it is ("a symbolic link to '..'")."""
+        return tuple(self._foreign.values())
+
+    def _list(self, prefix: str) -> list[Entry]:
+        """The children of `prefix`; a link on the way is recorded and lists nothing."""
+        try:
+            entries = self.driver.list(prefix)
+        except ForeignObjectError as exc:
+            self._note_foreign(exc.foreign, exc.what)
+            return []
+        for entry in entries:
+            if entry.foreign is not None:
+                self._note_foreign(f"{prefix}/{entry.name}", entry.foreign)
+        return entries
+
+    def _note_foreign(self, path: str, what: str) -> None:
+        self._foreign.setdefault(path, Issue(path, what))
+
     def repositories(self) -> list[Repository]:
         found: list[Repository] = []
         stack = [""]
         while stack:
             name = stack.pop()
             prefix = f"{paths.REPOSITORIES}/{name}" if name else paths.REPOSITORIES
-            entries = self.driver.list(prefix)
+            entries = self._list(prefix)
             markers = {e.name for e in entries if e.is_dir and paths.is_repository_marker(e.name)}
             if name and markers:
                 found.append(Repository(name, self._repository_issues(name, markers)))
@@ -85,7 +112,13 @@ class V2Reader:
 
     def tags(self, repository: str) -> list[TagLink]:
         result = []
-        for entry in self.driver.list(paths.tags_dir(repository)):
+        base = paths.tags_dir(repository)
+        for entry in self._list(base):
+            if entry.foreign is not None:
+                path = f"{base}/{entry.name}"
+                issue = Issue(path, f"{entry.foreign}, not followed")
+                result.append(TagLink(repository, entry.name, None, path, issue))
+                continue
             if not entry.is_dir:
                 continue
             link = paths.tag_current_link(repository, entry.name)
@@ -101,11 +134,13 @@ class V2Reader:
         """(link path, digest or None, issue) for every revision link of a repository."""
         result = []
         base = paths.revisions_dir(repository)
-        for algorithm in self.driver.list(base):
-            for entry in self.driver.list(f"{base}/{algorithm.name}"):
+        for algorithm in self._list(base):
+            if not algorithm.is_dir:
+                continue
+            for entry in self._list(f"{base}/{algorithm.name}"):
                 link = f"{base}/{algorithm.name}/{entry.name}/{paths.LINK}"
-                if not self.driver.exists(link):
-                    continue  # an emptied folder a manifest DELETE leaves behind
+                if not entry.is_dir or not self.driver.exists(link):
+                    continue  # an emptied folder a manifest DELETE leaves behind, or junk
                 try:
                     result.append((link, self.read_link(link), None))
                 except LinkError as exc:
