@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from regtool.layout.reader import Issue
 from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES, LinkError, V2Reader
+from regtool.model import mediatype as mt
 from regtool.model.digest import ALGORITHMS, DigestError, parse_digest, short
 from regtool.model.manifest import ImageIndex, ImageManifest, Schema1Manifest
 from regtool.ops.verify import (
@@ -258,7 +259,12 @@ class _V2Check:
         if isinstance(manifest, Schema1Manifest):
             needed = [(blob, None) for blob in manifest.fs_layers]
         elif isinstance(manifest, ImageManifest):
-            needed = [(d.digest, d.size) for d in manifest.references() if not d.urls]
+            # a missing blob is excused only where serve excuses it: foreign layers with urls
+            needed = [
+                (d.digest, d.size)
+                for d in manifest.references()
+                if not (d.urls and mt.is_foreign_layer(d.media_type))
+            ]
         else:  # pragma: no cover - parse_manifest returns one of the three
             return
         for blob, size in needed:

@@ -492,3 +492,33 @@ def test_verify_v2_errors_are_what_the_reference_registry_fails_on(v2: Path) -> 
                 "GET", f"{reg.url}/v2/{repo}/manifests/{tag}", headers=accept
             )
             assert status == 200, ref
+
+
+def _manifest_with_urls(v2: Path, layer_media_type: str) -> str:
+    """Tag busybox:urls: busybox's image plus a layer with `urls` whose blob is not stored."""
+    from regtool.layout.v2.writer import V2Writer
+    from regtool.storage.filesystem import FilesystemDriver
+
+    doc = json.loads((v2 / v2paths.blob_data(BUSYBOX["digest"])).read_bytes())
+    absent = "sha256:" + "ab" * 32
+    doc["layers"].append(
+        {
+            "mediaType": layer_media_type,
+            "digest": absent,
+            "size": 1234,
+            "urls": ["https://example.com/layer.tar.gz"],
+        }
+    )
+    V2Writer(FilesystemDriver(v2)).put_manifest("busybox", json.dumps(doc).encode(), tag="urls")
+    return absent
+
+
+def test_verify_v2_urls_excuse_a_missing_blob_only_on_foreign_layers(v2: Path) -> None:
+    absent = _manifest_with_urls(v2, "application/vnd.docker.image.rootfs.diff.tar.gzip")
+    finding = only(run(v2), "missing-blob")
+    assert (finding.severity, finding.object) == ("error", absent)
+
+
+def test_verify_v2_foreign_layer_with_urls_may_be_absent(v2: Path) -> None:
+    _manifest_with_urls(v2, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
+    assert not [p for p in run(v2).problems if p.kind == "missing-blob"]
