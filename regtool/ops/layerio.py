@@ -18,17 +18,18 @@ import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from regtool.layout.v2 import paths
 from regtool.layout.v2.writer import V2Writer
 from regtool.storage.driver import PathNotFound
 
 try:  # ISA-L's deflate and inflate; falls back to zlib (same stream format, other bytes)
-    from isal import isal_zlib as _deflate_lib
+    from isal import isal_zlib
 
+    _deflate_lib: Any = isal_zlib
     DEFLATE = "isal"
-    _inflate_lib: Any = _deflate_lib
+    _inflate_lib: Any = isal_zlib
     _ERRORS: tuple[type[Exception], ...] = (
         _deflate_lib.error,
         zlib.error,
@@ -37,7 +38,7 @@ try:  # ISA-L's deflate and inflate; falls back to zlib (same stream format, oth
         EOFError,
     )
 except ImportError:  # pragma: no cover - isal is a dependency
-    _deflate_lib = zlib  # type: ignore[assignment]
+    _deflate_lib = zlib
     DEFLATE = "zlib"
     _inflate_lib = zlib
     _ERRORS = (zlib.error, lzma.LZMAError, OSError, EOFError)
@@ -76,7 +77,7 @@ def sniff(head: bytes) -> str:
     return UNKNOWN
 
 
-def read_chunks(handle: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+def read_chunks(handle: IO[bytes], size: int = CHUNK) -> Iterator[bytes]:
     while True:
         chunk = handle.read(size)
         if not chunk:

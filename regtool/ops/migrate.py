@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from regtool.errors import LockHeldError, OperationalError, RootError, UsageError
 from regtool.layout.detect import locate, open_reader
@@ -309,8 +310,8 @@ class _Run:
                 known = digests.digest
         self.blob_of[image_id] = known
         self.ensure_link(repo, known)
-        size = self.writer.blob_size(known)
-        return BlobRef(known, size if size is not None else digests.size)
+        stored = self.writer.blob_size(known)
+        return BlobRef(known, stored if stored is not None else digests.size)
 
     def ensure_link(self, repo: str, digest: str) -> None:
         if not layerio.link_exists(self.writer, repo, digest):
@@ -379,7 +380,7 @@ class SharedLock:
                 hint="wait for it to finish and run again",
             ) from None
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._cm.__exit__(*exc)
 
 

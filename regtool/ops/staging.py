@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -191,7 +192,7 @@ class Tidying:
     def __init__(self, driver: StorageDriver) -> None:
         self.inner = driver
 
-    def __getattr__(self, name: str) -> object:  # root, full, remove_empty_parents, ...
+    def __getattr__(self, name: str) -> object:  # root, full, ...
         return getattr(self.inner, name)
 
     def _tidy(self, path: str) -> None:
@@ -224,8 +225,14 @@ class Tidying:
     def open_append(self, path: str) -> BinaryIO:
         return self.inner.open_append(path)
 
-    def get(self, path: str) -> bytes:
-        return self.inner.get(path)
+    def get(self, path: str, limit: int | None = None) -> bytes:
+        return self.inner.get(path, limit)
+
+    def hold(self, path: str) -> AbstractContextManager[None]:
+        return self.inner.hold(path)
+
+    def remove_empty_parents(self, path: str, stop: str) -> None:
+        self.inner.remove_empty_parents(path, stop)
 
     def open(self, path: str, offset: int = 0) -> BinaryIO:
         return self.inner.open(path, offset)

@@ -43,7 +43,9 @@ class _BoundedInfo(tarfile.TarInfo):
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _EXTENDED and self.size > MAX_HEADER:
-            raise tarfile.SubsequentHeaderError(f"extended header of {self.size} bytes")
+            raise tarfile.SubsequentHeaderError(  # type: ignore[attr-defined]  # not in typeshed
+                f"extended header of {self.size} bytes"
+            )
         return super()._proc_member(tarfile_)  # type: ignore[misc]
 
 

@@ -75,8 +75,12 @@ class _Importer:
         refs, changed = [], False
         diff_ids = []
         for layer in image.layers:
-            keep = layer.media_type in GZIP_TYPES and layer.blob is not None
-            if keep and self.stage.has(layer.blob):
+            if (
+                layer.media_type in GZIP_TYPES
+                and layer.blob is not None
+                and layer.diff_id is not None
+                and self.stage.has(layer.blob)
+            ):
                 refs.append(BlobRef(layer.blob, self._size(layer.blob)))
                 diff_ids.append(layer.diff_id)
                 continue

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regtool.errors import UnreadableError, UsageError
+from regtool.layout.reader import RegistryReader
 from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.reader import V2Reader
 from regtool.model import mediatype as mt
@@ -60,7 +61,7 @@ def _platform_of(desc_platform: object) -> str | None:
 
 
 def export_images(
-    reader: V2Reader, refs: Sequence[str], output: Path, *, platform: str | None = None
+    reader: RegistryReader, refs: Sequence[str], output: Path, *, platform: str | None = None
 ) -> ExportResult:
     """Write the images `refs` name into a tarball at `output`."""
     if not isinstance(reader, V2Reader):

@@ -215,7 +215,8 @@ def _v1_images(archive: Archive) -> list[Image]:
     for top, names in tops:
         label = f"{names[0][0]}:{names[0][1]}" if names else top
         image = Image(label, names)
-        chain, current = [], top
+        chain: list[str] = []
+        current: str | None = top
         while current:
             if current in chain or len(chain) > 1000:
                 raise ArchiveError(f"image {top[:12]}: parent loop")

@@ -215,7 +215,7 @@ def _run(
             hasher = hashlib.new(job.algorithm, job.prefix)
             view = memoryview(buffer)
             while True:
-                count = handle.readinto(buffer)
+                count = handle.readinto(buffer)  # type: ignore[attr-defined]  # a file object
                 if not count:
                     break
                 hasher.update(view[:count] if count < CHUNK else view)

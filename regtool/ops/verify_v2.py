@@ -256,6 +256,7 @@ class _V2Check:
                         "(the registry answers 404)",
                     )
             return
+        needed: list[tuple[str, int | None]]
         if isinstance(manifest, Schema1Manifest):
             needed = [(blob, None) for blob in manifest.fs_layers]
         elif isinstance(manifest, ImageManifest):

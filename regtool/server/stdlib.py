@@ -18,6 +18,7 @@ requests or mid-request) is closed.
 
 from __future__ import annotations
 
+import io
 import re
 import signal
 import socket
@@ -69,7 +70,7 @@ class _Body:
     """A request body read on demand; sends `100 Continue` first when the client waits."""
 
     def __init__(
-        self, rfile: BinaryIO, length: int | None, on_start: Callable[[], None] | None
+        self, rfile: io.BufferedIOBase, length: int | None, on_start: Callable[[], None] | None
     ) -> None:
         self.rfile = rfile
         self.remaining = length  # None: chunked
@@ -426,6 +427,8 @@ class RegistryServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
         scheme = "https" if self.ssl_context is not None else "http"
         shown = f"[{host}]" if ":" in str(host) else host
         return f"{scheme}://{shown}:{port}"

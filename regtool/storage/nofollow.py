@@ -17,6 +17,7 @@ import os
 import stat
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -139,6 +140,9 @@ class Beneath:
                 if self._fd is None:
                     # the root may itself be a link: it is trusted, so it is followed
                     self._fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    # closed with this object: a command run in-process (or a test) must
+                    # not keep the storage's file system busy after it
+                    weakref.finalize(self, os.close, self._fd)
                 fd = self._fd
         return fd
 

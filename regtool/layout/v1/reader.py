@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from regtool.layout.reader import Image, Issue, Layer, Repository, Resolved, TagLink
+from regtool.layout.reader import Image, Issue, Layer, Layout, Repository, Resolved, TagLink
 from regtool.layout.v1 import paths
 from regtool.model.config import MAX_CONFIG_BYTES, ConfigError, V1Image, parse_v1_json
 from regtool.model.digest import is_v1_id
@@ -36,7 +36,7 @@ class V1ImageInfo:
 
 
 class V1Reader:
-    layout = "v1"
+    layout: Layout = "v1"
 
     def __init__(self, driver: StorageDriver, root: Path) -> None:
         self.driver = driver

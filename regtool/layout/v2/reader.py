@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regtool.layout.reader import Blob, Image, Issue, Layer, Repository, Resolved, TagLink
+from regtool.layout.reader import (
+    Blob,
+    Image,
+    Issue,
+    Layer,
+    Layout,
+    Repository,
+    Resolved,
+    TagLink,
+)
 from regtool.layout.v2 import paths
 from regtool.model import mediatype as mt
 from regtool.model.config import MAX_CONFIG_BYTES, ConfigError, ImageConfig, parse_config
@@ -39,7 +48,7 @@ class LinkError(Exception):
 
 
 class V2Reader:
-    layout = "v2"
+    layout: Layout = "v2"
 
     def __init__(self, driver: StorageDriver, root: Path) -> None:
         self.driver = driver
@@ -112,6 +121,7 @@ class V2Reader:
 
     def tags(self, repository: str) -> list[TagLink]:
         result = []
+        issue: Issue | None
         base = paths.tags_dir(repository)
         for entry in self._list(base):
             if entry.foreign is not None:
@@ -132,7 +142,7 @@ class V2Reader:
 
     def revisions(self, repository: str) -> list[tuple[str, str | None, Issue | None]]:
         """(link path, digest or None, issue) for every revision link of a repository."""
-        result = []
+        result: list[tuple[str, str | None, Issue | None]] = []
         base = paths.revisions_dir(repository)
         for algorithm in self._list(base):
             if not algorithm.is_dir:
@@ -195,7 +205,9 @@ class V2Reader:
         if isinstance(manifest, ImageIndex):
             images = []
             for child in manifest.manifests:
-                image = self._child(child.digest, child.platform and str(child.platform), detail)
+                image = self._child(
+                    child.digest, str(child.platform) if child.platform else None, detail
+                )
                 if isinstance(image, Issue):
                     issues.append(image)
                 else:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from regtool.layout.reader import Layout
 from regtool.layout.v1.reader import V1Reader
@@ -59,7 +60,7 @@ class Context:
         self._manifests: dict[str, tuple[bytes, str]] = {}
         self._manifest_bytes = 0
         # repo -> (signature of its revisions folder, subject digest -> referrer digests)
-        self.referrers_cache: dict[str, tuple[object, dict[str, list[str]]]] = {}
+        self.referrers_cache: dict[str, tuple[object, dict[str, list[dict[str, Any]]]]] = {}
 
     # -- validation ----------------------------------------------------------------------
     @staticmethod
