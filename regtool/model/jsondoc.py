@@ -33,7 +33,9 @@ def parse_json(raw: bytes | str, *, limit: int | None = None) -> Any:
         raise JsonError(f"nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise JsonError(f"not JSON: {exc}") from None
-    if _openers(raw) > MAX_DEPTH and _too_deep(doc):
+    # deeper than MAX_DEPTH takes more openers than that, and as many closers: a short
+    # document needs no count
+    if len(raw) > 2 * MAX_DEPTH and _openers(raw) > MAX_DEPTH and _too_deep(doc):
         raise JsonError(f"nested deeper than {MAX_DEPTH} levels")
     return doc
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from regtool.model import mediatype as mt
 from regtool.model.jsondoc import JsonError, parse_json
+from regtool.storage import nofollow
 from regtool.storage.driver import (
     Entry,
     FileInfo,
@@ -37,6 +38,9 @@ SHA256_LENGTH = len("sha256:") + 64
 READ_CHUNK = 1 << 16
 PARALLEL_MIN_REPOSITORIES = 64
 MAX_WORKERS = 4
+_S_IFMT = 0o170000
+_S_IFREG = stat.S_IFREG
+_S_IFDIR = stat.S_IFDIR
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -69,6 +73,7 @@ class Files:
         self.local = driver if isinstance(driver, FilesystemDriver) else None
         self.prefix = str(driver.root) + os.sep if self.local else None  # type: ignore[attr-defined]
         self.foreign: dict[str, str] = {}
+        self._root_fd: int | None = None
 
     def note(self, key: str, what: str) -> None:
         self.foreign.setdefault(key, what)
@@ -78,7 +83,12 @@ class Files:
         without a link (that link is noted)."""
         assert self.local is not None
         try:
-            return self.local.beneath.open(key, DIR_FLAGS)
+            root = self._root_fd
+            if root is None:
+                root = self._root_fd = self.local.beneath.root_fd()
+            if not key:
+                return self.local.beneath.open(key, DIR_FLAGS)
+            return nofollow.open_beneath(root, key, DIR_FLAGS)
         except OSError as exc:
             error = self.local.translate(key, exc)
             if isinstance(error, PathNotFound):
@@ -257,21 +267,37 @@ class Files:
 
     def read(self, path: str, limit: int | None = None) -> bytes:
         """A regular file's bytes; PathNotFound, ForeignObjectError, TooLarge (over `limit`,
-        never read whole) or StorageError."""
-        if self.local is None:
+        never read whole) or StorageError.
+
+        The hot path of gc (every link and manifest): one no-follow open from the root's
+        descriptor, one fstat (only a regular file is ever read: never a FIFO, a device or
+        a folder) and, for a file smaller than one chunk, one read.
+        """
+        local = self.local
+        if local is None:
             return self.driver.get(path, limit)
         try:
-            fd = self.local.beneath.open(path, READ_FLAGS)
+            root = self._root_fd
+            if root is None:
+                root = self._root_fd = local.beneath.root_fd()
+            fd = nofollow.open_beneath(root, path, READ_FLAGS)
         except OSError as exc:
-            raise self.local.translate(path, exc) from None
+            raise local.translate(path, exc) from None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
+            if st.st_mode & _S_IFMT != _S_IFREG:
                 if stat.S_ISDIR(st.st_mode):
                     raise StorageError(path, "is a directory")
                 raise ForeignObjectError(path, path, describe(st.st_mode))
-            if limit is not None and st.st_size > limit:
+            size = st.st_size
+            if limit is not None and size > limit:
                 raise TooLarge(path, limit)
+            want = READ_CHUNK if limit is None else min(READ_CHUNK, limit + 1)
+            if size < want:
+                data = os.read(fd, want)
+                if len(data) < want:
+                    return data
+                os.lseek(fd, 0, os.SEEK_SET)  # it grew meanwhile: the careful way
             return read_fd(fd, path, limit, READ_CHUNK)
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
@@ -326,8 +352,24 @@ class Folder:
 
     def entry(self, relative: str) -> Child | None:
         """Like `Files.entry` for `key/relative`, each component looked at from `fd`."""
-        if self.fd is None:
+        fd = self.fd
+        if fd is None:
             return self.files.entry(f"{self.key}/{relative}")
+        head, _, name = relative.partition("/")
+        if name and "/" not in name:  # the usual `<folder>/<file>`: two short stats
+            try:
+                mode = os.stat(head, dir_fd=fd, follow_symlinks=False).st_mode
+                if mode & _S_IFMT == _S_IFDIR:
+                    st = os.stat(relative, dir_fd=fd, follow_symlinks=False)
+                    mode = st.st_mode & _S_IFMT
+                    if mode == _S_IFREG or mode == _S_IFDIR:
+                        return Child(name, st.st_size, st.st_mtime, mode == _S_IFDIR)
+                elif mode & _S_IFMT == _S_IFREG:
+                    return None  # a file where a folder belongs: nothing below it
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError:
+                pass  # said below, with the key
         parts = relative.split("/")
         for depth in range(1, len(parts) + 1):
             path = "/".join(parts[:depth])

@@ -51,15 +51,17 @@ def _load_openat2() -> Callable[[int, str, int], int] | None:
     syscall.restype = ctypes.c_long
     number = ctypes.c_long(_SYS_OPENAT2)
     size = ctypes.c_size_t(ctypes.sizeof(_OpenHow))
-    hows: dict[int, tuple[_OpenHow, object]] = {}
+    records: list[_OpenHow] = []  # kept alive for the references below
+    hows: dict[int, object] = {}
     get_errno = ctypes.get_errno
 
     def openat2(dir_fd: int, key: str, flags: int) -> int:
         how = hows.get(flags)
         if how is None:
             record = _OpenHow(flags, 0, _RESOLVE)
-            how = hows[flags] = (record, ctypes.byref(record))
-        fd = syscall(number, dir_fd, key.encode("utf-8", "surrogateescape"), how[1], size)
+            records.append(record)
+            how = hows[flags] = ctypes.byref(record)
+        fd = syscall(number, dir_fd, key.encode("utf-8", "surrogateescape"), how, size)
         if fd < 0:
             code = get_errno()
             raise OSError(code, os.strerror(code), key)
@@ -93,11 +95,14 @@ def _walk_open(dir_fd: int, key: str, flags: int) -> int:
 
 def use_portable_walk(enabled: bool) -> None:
     """Force (or stop forcing) the component-by-component walk; for tests."""
-    global _open_beneath
-    _open_beneath = _walk_open if enabled or _openat2 is None else _openat2
+    global open_beneath
+    open_beneath = _walk_open if enabled or _openat2 is None else _openat2
 
 
-_open_beneath: Callable[[int, str, int], int] = _openat2 or _walk_open
+# open_beneath(dir_fd, key, flags): `key` (not empty) below the folder `dir_fd`, no link
+# followed on the way or at the end. Look it up as `nofollow.open_beneath` at each call
+# (tests switch it).
+open_beneath: Callable[[int, str, int], int] = _openat2 or _walk_open
 
 
 def describe(mode: int) -> str:
@@ -151,7 +156,7 @@ class Beneath:
         root = self.root_fd()
         if not key:
             return os.open(".", flags & ~os.O_NOFOLLOW, dir_fd=root)
-        return _open_beneath(root, key, flags)
+        return open_beneath(root, key, flags)
 
     def lstat(self, key: str) -> os.stat_result:
         """The object at `key` itself (a trailing link is described, not followed)."""
