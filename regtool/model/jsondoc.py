@@ -55,7 +55,7 @@ def _too_deep(doc: Any) -> bool:
         depth += 1
         if depth > MAX_DEPTH:
             return True
-        below = []
+        below: list[Any] = []
         for node in level:
             values = node.values() if isinstance(node, dict) else node
             below.extend(v for v in values if isinstance(v, _CONTAINERS))

@@ -185,20 +185,20 @@ class Files:
             raise error from None
         found = []
         try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
+            with os.scandir(fd) as listing:
+                for item in listing:
                     try:
-                        st = entry.stat(follow_symlinks=False)
+                        st = item.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
                     mode = st.st_mode
                     if stat.S_ISREG(mode):
-                        found.append(Child(entry.name, st.st_size, st.st_mtime, False))
+                        found.append(Child(item.name, st.st_size, st.st_mtime, False))
                     elif stat.S_ISDIR(mode):
-                        found.append(Child(entry.name, st.st_size, st.st_mtime, True))
+                        found.append(Child(item.name, st.st_size, st.st_mtime, True))
                     else:
-                        what = _what(entry, fd)
-                        found.append(Child(entry.name, 0, st.st_mtime, False, what))
+                        what = _what(item, fd)
+                        found.append(Child(item.name, 0, st.st_mtime, False, what))
         except OSError as exc:
             raise StorageError(folder, exc.strerror or str(exc)) from None
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from regtool.layout.reader import Issue
 from regtool.layout.v2 import paths
@@ -111,7 +112,7 @@ class Sweeper:
 
     def fans(self) -> list[tuple[str, str]]:
         """(algorithm, two-hex folder) pairs of the blob store."""
-        found = []
+        found: list[tuple[str, str]] = []
         for algorithm in self.files.dirs(paths.BLOBS):
             if algorithm in ALGORITHMS:
                 fans = self.files.dirs(f"{paths.BLOBS}/{algorithm}")
@@ -165,7 +166,7 @@ class Sweeper:
             return None
         return GcEntry("blob", digest, data.size + sum(t.size for t in temps), folder)
 
-    def blob_files(self, folder: str, temps: list[Child]) -> Child | None | bool:
+    def blob_files(self, folder: str, temps: list[Child]) -> Child | None | Literal[False]:
         """`data` of a blob folder (None when missing), its temp files added to `temps`;
         False when the folder is gone, a link, or holds anything else (said so)."""
         children = self.files.children(folder)
@@ -230,7 +231,7 @@ class Sweeper:
             return False
 
     def sweep_manifests(self, state: RepoState) -> list[GcEntry]:
-        entries = []
+        entries: list[GcEntry] = []
         if not state.dropped:
             return entries
         dropped = set(state.dropped)
