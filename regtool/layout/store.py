@@ -8,16 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from regtool.errors import RootError
 from regtool.layout.detect import choose_root, locate
 from regtool.layout.reader import Layout, RegistryReader
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2.reader import V2Reader
-from regtool.layout.v2.writer import V2Writer
-from regtool.storage.driver import StorageDriver
+from regtool.storage.driver import LockTimeout, StorageDriver
 from regtool.storage.filesystem import FilesystemDriver
-from regtool.storage.lock import LockTimeout, storage_lock
+
+if TYPE_CHECKING:  # the writer and the lock load only when used: read-only commands start fast
+    from regtool.layout.v2.writer import V2Writer
 
 __all__ = ["LockTimeout", "Store", "open_storage"]
 
@@ -44,6 +46,8 @@ class Store:
 
         Raises LockTimeout (its `path` names the lock) when not granted within `timeout`.
         """
+        from regtool.storage.lock import storage_lock
+
         with storage_lock(self.root, exclusive=exclusive, timeout=timeout):
             yield
 
@@ -79,5 +83,9 @@ def open_storage(
         reader = V1Reader(driver, base)
     else:
         reader = V2Reader(driver, base)
-    writer = V2Writer(driver) if writable and layout != "v1" else None
+    writer = None
+    if writable and layout != "v1":
+        from regtool.layout.v2.writer import V2Writer
+
+        writer = V2Writer(driver)
     return Store(base, layout, driver, reader, writer, writable, fsync)
