@@ -67,3 +67,65 @@ def test_only_paths_modules_spell_layout_paths():
                 if "/" in text and " " not in text and any(m in text for m in markers):
                     offenders.append(f"{path}:{node.lineno}: {text!r}")
     assert offenders == []
+
+
+# The Store seam (issue 9): only storage/ and the Store module know the concrete driver and
+# the lock; ops, server and cli open storage through layout.store.open_storage().
+STORE_MODULE = PACKAGE / "layout" / "store.py"
+CONCRETE_STORAGE = {f"regtool.storage.{name}" for name in ("filesystem", "nofollow", "lock")}
+# ops/gc_io.py keeps its os-level fast paths (and an isinstance on the filesystem driver)
+# until the gc fast paths move into the driver (issue 9).
+SEAM_EXCEPTIONS = {PACKAGE / "ops" / "gc_io.py"}
+
+
+def _above_the_store():
+    for package, path in modules():
+        if package in ("ops", "server", "cli") and path not in SEAM_EXCEPTIONS:
+            yield path
+
+
+def test_ops_server_cli_never_import_the_concrete_driver_or_the_lock():
+    offenders = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in _above_the_store()
+        for name in imports_of(path)
+        if name in CONCRETE_STORAGE
+        or (name == "regtool.storage" and _imports_names(path, CONCRETE_STORAGE))
+    ]
+    assert offenders == []
+
+
+def _imports_names(path: Path, modules_: set[str]) -> bool:
+    """`from regtool.storage import filesystem` and the like."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "regtool.storage":
+            if any(f"regtool.storage.{alias.name}" in modules_ for alias in node.names):
+                return True
+    return False
+
+
+def test_only_the_store_builds_a_filesystem_driver():
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{number}"
+        for _package, path in modules()
+        if path.parts[-2] != "storage" and path != STORE_MODULE
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "FilesystemDriver(" in line
+    ]
+    assert offenders == []
+
+
+def test_no_isinstance_on_the_filesystem_driver_outside_storage_and_the_store():
+    offenders = []
+    for _package, path in modules():
+        if path.parts[-2] == "storage" or path == STORE_MODULE or path in SEAM_EXCEPTIONS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "isinstance"
+                and "FilesystemDriver" in ast.unparse(node.args[1])
+            ):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert offenders == []

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from regtool.cli.output import Format
-from regtool.layout.detect import choose_root, open_reader
 from regtool.layout.reader import RegistryReader
+from regtool.layout.store import open_storage
 
 RootOpt = Annotated[
     Path | None,
@@ -36,4 +36,4 @@ FormatOpt = Annotated[
 
 
 def reader_for(root: Path | None, config: Path | None) -> RegistryReader:
-    return open_reader(choose_root(root, config))
+    return open_storage(root, config).reader

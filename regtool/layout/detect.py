@@ -9,10 +9,7 @@ from typing import Any
 from regtool.errors import RootError, UsageError
 from regtool.layout.reader import Layout, RegistryReader
 from regtool.layout.v1 import paths as v1paths
-from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths as v2paths
-from regtool.layout.v2.reader import V2Reader
-from regtool.storage.filesystem import FilesystemDriver
 
 DEFAULT_ROOT = Path("registry")
 _V2_PARTS = tuple(v2paths.V2.split("/"))
@@ -99,18 +96,6 @@ def locate(root: Path) -> tuple[Path, Layout | None]:
 
 def open_reader(root: Path) -> RegistryReader:
     """A read-only reader over an existing root; refuses a missing or unknown one."""
-    if not root.exists():
-        raise RootError(
-            f"storage root {root} does not exist",
-            hint="pass --root PATH, set REGTOOL_ROOT, or --config CONFIG.yml",
-        )
-    if not root.is_dir():
-        raise RootError(f"storage root {root} is not a folder")
-    try:
-        base, layout = locate(root)
-    except PermissionError as exc:
-        raise RootError(f"cannot read storage root {root}: {exc.strerror}") from None
-    driver = FilesystemDriver(base, readonly=True)
-    if layout == "v1":
-        return V1Reader(driver, base)
-    return V2Reader(driver, base)
+    from regtool.layout.store import open_storage  # store builds on this module
+
+    return open_storage(root).reader

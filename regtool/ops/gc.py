@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from regtool.errors import LockHeldError
 from regtool.layout.reader import Issue, RegistryReader
+from regtool.layout.store import LockTimeout, Store
 from regtool.storage.driver import StorageDriver, StorageError
-from regtool.storage.filesystem import FilesystemDriver
-from regtool.storage.lock import LockTimeout, storage_lock
 
 DEFAULT_GRACE = 3600.0  # 1h: pushes in flight (blobs before their manifest) survive
 DEFAULT_UPLOAD_AGE = 86400.0  # 24h, the same default as verify's stale-upload check
@@ -114,10 +113,6 @@ def fresh_reader(reader: RegistryReader) -> RegistryReader:
     return type(reader)(reader.driver, reader.root)  # type: ignore[call-arg]
 
 
-def writable_driver(reader: RegistryReader) -> StorageDriver:
-    return FilesystemDriver(reader.root, fsync=False)
-
-
 def lock_error(exc: LockTimeout) -> LockHeldError:
     return LockHeldError(
         f"another regtool gc or rm holds the storage lock {exc.path}",
@@ -125,21 +120,28 @@ def lock_error(exc: LockTimeout) -> LockHeldError:
     )
 
 
-def collect_garbage(
-    reader: RegistryReader, options: GcOptions, shown: GcPlan | None = None
-) -> GcResult:
+def writable_driver(store: Store) -> StorageDriver:
+    """The driver gc and rm delete through; refuses a store opened read-only."""
+    if not store.writable:
+        raise ValueError("deleting needs a store opened with open_storage(writable=True)")
+    return store.driver
+
+
+def collect_garbage(store: Store, options: GcOptions, shown: GcPlan | None = None) -> GcResult:
     """Under the exclusive lock: plan again and delete what is garbage in both plans.
 
-    Without `shown` (no one saw a plan, e.g. `--yes`), the plan made under the lock is
-    deleted as is. A refused plan deletes nothing and is returned as it is.
+    `store` is opened writable. Without `shown` (no one saw a plan, e.g. `--yes`), the plan
+    made under the lock is deleted as is. A refused plan deletes nothing and is returned
+    as it is.
     """
+    driver = writable_driver(store)
     try:
-        with storage_lock(reader.root, exclusive=True, timeout=0):
-            plan = plan_gc(fresh_reader(reader), options, exact=True)
+        with store.lock(exclusive=True, timeout=0):
+            plan = plan_gc(fresh_reader(store.reader), options, exact=True)
             if plan.refused:
                 return GcResult(_without_deletions(plan))
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)
-            deleted, failed = delete_entries(writable_driver(reader), entries)
+            deleted, failed = delete_entries(driver, entries)
             return GcResult(_without_deletions(plan, deleted), skipped, failed)
     except LockTimeout as exc:
         raise lock_error(exc) from None

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from regtool.errors import LockHeldError, OperationalError, RootError, UsageError
-from regtool.layout.detect import locate, open_reader
+from regtool.layout.detect import locate
 from regtool.layout.reader import TagLink
+from regtool.layout.store import LockTimeout, Store, open_storage
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths as v2paths
@@ -35,8 +36,6 @@ from regtool.ops import layerio
 from regtool.ops.staging import Stage, Tidying, is_no_space, size_text, write_failure, write_tag
 from regtool.ops.v1guard import Guard
 from regtool.storage.driver import PathNotFound, StorageError
-from regtool.storage.filesystem import FilesystemDriver
-from regtool.storage.lock import LockTimeout, storage_lock
 
 Progress = Callable[[int], None]
 LOCK_TIMEOUT = 30.0
@@ -115,7 +114,7 @@ def destination_name(v1_name: str, keep_library: bool) -> str:
 
 
 def _open_v1(source: Path) -> V1Reader:
-    reader = open_reader(source)
+    reader = open_storage(source).reader
     if not isinstance(reader, V1Reader):
         raise RootError(
             f"{source} is not a legacy v1 tree (no images/ or repositories/)",
@@ -348,16 +347,17 @@ class _Run:
         return True
 
 
-def open_destination(destination: Path) -> tuple[Path, V2Writer]:
-    """The v2 writer of a destination root, created as an empty tree when missing.
+def open_destination(destination: Path) -> tuple[Store, V2Writer]:
+    """The store of a destination root, created as an empty tree when missing, and a writer
+    that tidies what a failed write leaves.
 
     Files are not fsync'ed one by one (thousands of small links made that the main cost);
     callers call `flush()` at the points where order matters: before the first tag.
     """
     _check_destination(destination)
     destination.mkdir(parents=True, exist_ok=True)
-    base, _ = locate(destination)
-    return base, V2Writer(Tidying(FilesystemDriver(base, fsync=False)))
+    store = open_storage(destination, writable=True, fsync=False)
+    return store, V2Writer(Tidying(store.driver))
 
 
 def flush() -> None:
@@ -366,10 +366,10 @@ def flush() -> None:
 
 
 class SharedLock:
-    """storage_lock(shared) whose timeout becomes LockHeldError."""
+    """The store's lock, shared, whose timeout becomes LockHeldError."""
 
-    def __init__(self, base: Path) -> None:
-        self._cm = storage_lock(base, exclusive=False, timeout=LOCK_TIMEOUT)
+    def __init__(self, store: Store) -> None:
+        self._cm = store.lock(exclusive=False, timeout=LOCK_TIMEOUT)
 
     def __enter__(self) -> None:
         try:
@@ -398,12 +398,13 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
     """Write every ready chain of `plan`; a chain whose layers turn out corrupt is skipped."""
     started = time.monotonic()
     reader = _open_v1(Path(plan.source))
-    base, writer = open_destination(Path(plan.destination))
+    store, writer = open_destination(Path(plan.destination))
+    base = store.root
     run = _Run(reader, writer, progress)
     migrated: list[MigratedTag] = []
     skipped = [SkippedTag(c.source, c.problem or "") for c in plan.skipped]
     pending: list[tuple[ChainEntry, str, bool]] = []
-    with SharedLock(base):
+    with SharedLock(store):
         try:
             for chain in plan.ready:
                 outcome = run.convert(chain, plan.oci)

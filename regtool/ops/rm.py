@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from regtool.errors import UsageError
 from regtool.layout.reader import RegistryReader, TagLink
+from regtool.layout.store import LockTimeout, Store
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.reader import V2Reader
@@ -27,7 +28,6 @@ from regtool.ops.gc import (
 )
 from regtool.ops.resolve import locate, resolve_reference
 from regtool.storage.driver import StorageError
-from regtool.storage.lock import LockTimeout, storage_lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +67,22 @@ def plan_rm(reader: RegistryReader, refs: Sequence[str], *, manifest: bool = Fal
 
 
 def remove(
-    reader: RegistryReader,
+    store: Store,
     refs: Sequence[str],
     *,
     manifest: bool = False,
     shown: RmPlan | None = None,
 ) -> RmResult:
-    """Under the exclusive storage lock: plan again, delete what both plans name."""
+    """Under the exclusive storage lock: plan again, delete what both plans name.
+
+    `store` is opened writable (open_storage(writable=True)).
+    """
+    driver = writable_driver(store)
     try:
-        with storage_lock(reader.root, exclusive=True, timeout=0):
-            plan = plan_rm(fresh_reader(reader), refs, manifest=manifest)
+        with store.lock(exclusive=True, timeout=0):
+            plan = plan_rm(fresh_reader(store.reader), refs, manifest=manifest)
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)
-            deleted, failed = delete_entries(writable_driver(reader), entries)
+            deleted, failed = delete_entries(driver, entries)
             return RmResult(RmPlan(deleted, plan.notes), skipped, failed)
     except LockTimeout as exc:
         raise lock_error(exc) from None

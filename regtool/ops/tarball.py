@@ -153,9 +153,9 @@ def import_tarball(path: Path, destination: Path, *, tag: str | None = None) -> 
                     f"image {image.label} has no name in the archive", hint="pass --tag REPO:TAG"
                 )
         existed = destination.exists()
-        base, writer = open_destination(destination)
+        store, writer = open_destination(destination)
         try:
-            with SharedLock(base):
+            with SharedLock(store):
                 return _write(path, kind, images, writer, started, archive)
         except BaseException:
             if not existed:  # the storage this import created is removed again

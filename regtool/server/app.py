@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from regtool.layout.detect import locate
+from regtool.layout.store import open_storage
 from regtool.layout.v2 import paths
 from regtool.server.auth import LoginThrottle
 from regtool.server.handlers import blobs, catalog, manifests, referrers, tags, uploads, v1
@@ -183,5 +183,7 @@ def open_context(root: Path, options: Options) -> Context:
             root.mkdir(parents=True, exist_ok=True)
         else:
             (root / paths.V2).mkdir(parents=True, exist_ok=True)
-    base, layout = locate(root)
-    return Context(base, layout or "v2", options)
+    store = open_storage(root)
+    if not options.read_only and store.layout != "v1":  # v1 storage is served read-only
+        store = open_storage(root, writable=True)
+    return Context(store, options)

@@ -11,6 +11,7 @@ import errno
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 
@@ -77,6 +78,14 @@ class ForeignObjectError(StorageError):
         super().__init__(path, f"{where}: {why}")
         self.foreign = foreign
         self.what = what
+
+
+class LockTimeout(Exception):
+    """The storage lock was not granted in time; `path` names the lock."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is held by another process")
+        self.path = path
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,15 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from regtool.storage.driver import LockTimeout
+
+__all__ = ["LOCK_NAME", "LockTimeout", "storage_lock"]
+
 LOCK_NAME = ".regtool.lock"
-
-
-class LockTimeout(Exception):
-    """The lock was not granted in time; `path` is the lock file."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} is held by another process")
-        self.path = path
 
 
 @contextmanager

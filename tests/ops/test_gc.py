@@ -13,6 +13,7 @@ import pytest
 
 from regtool.errors import LockHeldError
 from regtool.layout.detect import open_reader
+from regtool.layout.store import open_storage
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
 from regtool.ops import gc_io
@@ -226,7 +227,7 @@ def test_real_gc_counts_every_file_of_a_swept_blob_folder(v2_root):
     orphan = add_blob(v2_root)
     (v2_root / v2paths.blob_dir(orphan) / f"data.{'1f' * 16}.tmp").write_bytes(b"12345")
     assert plan(v2_root).bytes == len(RUBBISH)  # the dry run stats `data` only
-    result = collect_garbage(open_reader(v2_root), GcOptions(grace=0))
+    result = collect_garbage(open_storage(v2_root, writable=True), GcOptions(grace=0))
     assert result.plan.bytes == len(RUBBISH) + 5
     assert not (v2_root / v2paths.blob_dir(orphan)).exists()
 
@@ -348,7 +349,9 @@ def test_parallel_plan_equals_the_sequential_one(tmp_path, monkeypatch):
 def test_collect_garbage_deletes_exactly_the_plan(v2_root):
     orphan = add_blob(v2_root)
     shown = plan(v2_root, delete_untagged=True)
-    result = collect_garbage(open_reader(v2_root), GcOptions(grace=0, delete_untagged=True), shown)
+    result = collect_garbage(
+        open_storage(v2_root, writable=True), GcOptions(grace=0, delete_untagged=True), shown
+    )
     assert set(result.plan.delete) == set(shown.delete)
     assert result.skipped == () and result.failed == ()
     for entry in shown.delete:
@@ -362,7 +365,7 @@ def test_collect_garbage_leaves_what_became_live_since_the_plan(v2_root):
     live = BUSYBOX["layers"][0]
     stale = GcEntry("blob", live, 1, v2paths.blob_dir(live))
     shown = GcPlan("v2", (stale,))
-    result = collect_garbage(open_reader(v2_root), GcOptions(grace=0), shown)
+    result = collect_garbage(open_storage(v2_root, writable=True), GcOptions(grace=0), shown)
     assert result.plan.delete == ()
     assert result.skipped == (stale,)
     assert (v2_root / v2paths.blob_data(live)).exists()
@@ -371,7 +374,7 @@ def test_collect_garbage_leaves_what_became_live_since_the_plan(v2_root):
 def test_collect_garbage_deletes_nothing_when_refused(v2_root):
     orphan = add_blob(v2_root)
     (v2_root / v2paths.blob_data(BUSYBOX["digest"])).write_bytes(b"")
-    result = collect_garbage(open_reader(v2_root), GcOptions(grace=0))
+    result = collect_garbage(open_storage(v2_root, writable=True), GcOptions(grace=0))
     assert result.plan.refused and result.plan.delete == ()
     assert (v2_root / v2paths.blob_data(orphan)).exists()
 
@@ -379,7 +382,7 @@ def test_collect_garbage_deletes_nothing_when_refused(v2_root):
 def test_second_gc_while_the_lock_is_held_fails_with_lock_held(v2_root):
     with storage_lock(v2_root, exclusive=True):
         with pytest.raises(LockHeldError) as caught:
-            collect_garbage(open_reader(v2_root), GcOptions(grace=0))
+            collect_garbage(open_storage(v2_root, writable=True), GcOptions(grace=0))
     assert ".regtool.lock" in caught.value.message
 
 
@@ -392,7 +395,7 @@ def test_collect_garbage_removes_an_emptied_repository_but_not_a_nested_one(v2_r
     for p in sorted(tags.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     options = GcOptions(grace=0, delete_untagged=True)
-    result = collect_garbage(open_reader(v2_root), options)
+    result = collect_garbage(open_storage(v2_root, writable=True), options)
     assert {"busybox", "busybox/inner"} == of_kind(result.plan, "repository")
     assert not (v2_root / v2paths.repository("busybox")).exists()
 
@@ -433,12 +436,14 @@ def test_gc_v1_refuses_when_a_tagged_chain_is_broken(v1_root):
     result = plan(v1_root)
     assert result.refused
     assert result.problems[0].path == v1paths.image_json(parent)
-    assert collect_garbage(open_reader(v1_root), GcOptions(grace=0)).plan.delete == ()
+    assert (
+        collect_garbage(open_storage(v1_root, writable=True), GcOptions(grace=0)).plan.delete == ()
+    )
     assert (v1_root / v1paths.image_dir(ORPHAN_V1)).exists()
 
 
 def test_gc_v1_deletes_the_plan_and_leaves_tags_whole(v1_root):
-    result = collect_garbage(open_reader(v1_root), GcOptions(grace=0))
+    result = collect_garbage(open_storage(v1_root, writable=True), GcOptions(grace=0))
     assert of_kind(result.plan, "image") == {ORPHAN_V1, IN_PROGRESS_V1}
     remaining = {p.name for p in (v1_root / v1paths.IMAGES).iterdir()}
     assert remaining == set(EXPECTED_V1["live_images"])

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from regtool.layout.detect import open_reader
+from regtool.layout.store import open_storage
 from regtool.layout.v2 import paths as v2paths
 from regtool.ops.gc import GcOptions, collect_garbage, plan_gc
 from regtool.ops.verify import verify
@@ -168,7 +169,9 @@ def test_after_a_real_gc_the_reference_serves_every_remaining_tag(tmp_path):
     shutil.copytree(FIXTURES / "v2", root, symlinks=True)
     gone = "centos:6.7"
     delete_manifests(root, [("centos", EXPECTED["manifests"][gone]["digest"])])
-    result = collect_garbage(open_reader(root), GcOptions(grace=0, delete_untagged=True))
+    result = collect_garbage(
+        open_storage(root, writable=True), GcOptions(grace=0, delete_untagged=True)
+    )
     kinds = {entry.kind for entry in result.plan.delete}
     assert {"blob", "manifest", "link"} <= kinds and result.failed == ()
     report = verify(open_reader(root), jobs=2)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from regtool.layout.detect import open_reader
+from regtool.layout.store import open_storage
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
 from regtool.ops.gc import GcOptions, GcPlan, collect_garbage, plan_gc
@@ -101,7 +102,7 @@ def link_folders(root: Path, outside: Path, digests: list[str]) -> None:
 
 def gc(root: Path, **options: object) -> GcPlan:
     opts = {"grace": 0.0, **options}
-    return collect_garbage(open_reader(root), GcOptions(**opts)).plan  # type: ignore[arg-type]
+    return collect_garbage(open_storage(root, writable=True), GcOptions(**opts)).plan  # type: ignore[arg-type]
 
 
 def dry(root: Path, **options: object) -> GcPlan:
@@ -364,7 +365,7 @@ def test_gc_plans_old_temp_files_with_their_size_and_keeps_young_ones(tree):
     assert temps[str(old_temp.relative_to(root))].size == 1000
     assert shown.kept_recent >= 1
 
-    result = collect_garbage(open_reader(root), GcOptions(grace=3600.0), shown)
+    result = collect_garbage(open_storage(root, writable=True), GcOptions(grace=3600.0), shown)
     assert not old_temp.exists() and not killed.exists()  # the emptied folder goes too
     assert not link_temp.exists() and not revision.exists()
     assert young.exists()

@@ -10,6 +10,7 @@ import pytest
 
 from regtool.errors import BadReferenceError, LockHeldError, UnknownReferenceError, UsageError
 from regtool.layout.detect import open_reader
+from regtool.layout.store import open_storage
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
 from regtool.ops.gc import GcEntry, GcOptions, plan_gc
@@ -33,7 +34,7 @@ def test_rm_v2_removes_the_tag_folder_and_leaves_the_revision(v2_root):
     assert plan.delete == (
         GcEntry("tag", "busybox:latest", 0, v2paths.tag_dir("busybox", "latest")),
     )
-    result = remove(open_reader(v2_root), ["busybox:latest"])
+    result = remove(open_storage(v2_root, writable=True), ["busybox:latest"])
     assert result.plan.delete == plan.delete
     assert not (v2_root / v2paths.tag_dir("busybox", "latest")).exists()
     assert (v2_root / v2paths.revision_link("busybox", BUSYBOX["digest"])).exists()
@@ -43,7 +44,7 @@ def test_rm_v2_with_manifest_drops_the_revision_so_gc_frees_the_layers(v2_root):
     plan = plan_rm(open_reader(v2_root), ["centos6"], manifest=True)
     digest = EXPECTED_V2["manifests"]["centos6:latest"]["digest"]
     assert kinds(plan) == {("tag", "centos6:latest"), ("manifest", f"centos6@{digest}")}
-    remove(open_reader(v2_root), ["centos6"], manifest=True)
+    remove(open_storage(v2_root, writable=True), ["centos6"], manifest=True)
     assert not (v2_root / v2paths.revision_link("centos6", digest)).exists()
     swept = {e.id for e in plan_gc(open_reader(v2_root), GcOptions(grace=0)).delete}
     assert digest in swept
@@ -85,7 +86,7 @@ def test_rm_accepts_library_short_forms_on_v1(v1_root):
         v1paths.tag_json("library/busybox", "latest"),
         v1paths.repository_json("library/busybox"),
     }
-    remove(open_reader(v1_root), ["busybox"])
+    remove(open_storage(v1_root, writable=True), ["busybox"])
     for entry in plan.delete:
         assert not (v1_root / entry.path).exists()
     assert (v1_root / v1paths.index_images("library/busybox")).exists()
@@ -126,12 +127,12 @@ def test_rm_names_what_it_cannot_find(v2_root, ref, error):
 
 def test_rm_while_the_lock_is_held_fails_with_lock_held(v2_root):
     with storage_lock(v2_root, exclusive=True), pytest.raises(LockHeldError):
-        remove(open_reader(v2_root), ["busybox"])
+        remove(open_storage(v2_root, writable=True), ["busybox"])
     assert (v2_root / v2paths.tag_dir("busybox", "latest")).exists()
 
 
 def test_rm_deletes_only_what_the_shown_plan_named(v2_root: Path):
     shown = plan_rm(open_reader(v2_root), ["busybox"])
-    result = remove(open_reader(v2_root), ["busybox", "centos:6.7"], shown=shown)
+    result = remove(open_storage(v2_root, writable=True), ["busybox", "centos:6.7"], shown=shown)
     assert result.plan.delete == shown.delete
     assert (v2_root / v2paths.tag_dir("centos", "6.7")).exists()

@@ -11,9 +11,10 @@ import typer
 from regtool.cli import output as out
 from regtool.cli.confirm import confirm
 from regtool.cli.errors import ExitCode, friendly_errors
-from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
 from regtool.cli.output import Format
 from regtool.layout.detect import load_config
+from regtool.layout.store import open_storage
 from regtool.model.duration import parse_duration
 from regtool.ops.gc import GcEntry, GcOptions, GcPlan, collect_garbage, plan_gc
 
@@ -74,9 +75,10 @@ def gc(
         delete_untagged=delete_untagged,
         force=force,
     )
-    reader = reader_for(root, config)
+    store = open_storage(root, config, writable=not dry_run, fsync=False)
+    reader = store.reader
     if yes and not dry_run:
-        result = collect_garbage(reader, options)
+        result = collect_garbage(store, options)
         _report_problems(result.plan)
         _emit(result.plan, fmt, "deleted")
         _after_sweep(result.plan, config, result.failed)
@@ -92,7 +94,7 @@ def gc(
         dry_run=dry_run,
         yes=yes,
     )
-    result = collect_garbage(reader, options, shown=plan)
+    result = collect_garbage(store, options, shown=plan)
     _report_problems(result.plan)
     for entry in result.skipped:
         out.note(f"kept {entry.kind} {entry.id}: no longer garbage under the lock")

@@ -10,8 +10,9 @@ from regtool.cli import output as out
 from regtool.cli.commands.gc import short_path
 from regtool.cli.confirm import confirm
 from regtool.cli.errors import ExitCode, friendly_errors
-from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
 from regtool.cli.output import Format
+from regtool.layout.store import open_storage
 from regtool.ops.rm import RmPlan, plan_rm, remove
 
 
@@ -41,9 +42,10 @@ def rm(
 
         regtool rm centos:6.7 --manifest --root /var/lib/registry --yes
     """
-    reader = reader_for(root, config)
+    store = open_storage(root, config, writable=not dry_run, fsync=False)
+    reader = store.reader
     if yes and not dry_run:
-        result = remove(reader, refs, manifest=manifest)
+        result = remove(store, refs, manifest=manifest)
         _notes(result.plan)
         _finish(result.plan, fmt, result.failed)
         return
@@ -53,7 +55,7 @@ def rm(
     if dry_run or not plan.delete:
         return
     confirm(f"Remove these {len(plan.delete)} entries?", dry_run=dry_run, yes=yes)
-    result = remove(reader, refs, manifest=manifest, shown=plan)
+    result = remove(store, refs, manifest=manifest, shown=plan)
     for entry in result.skipped:
         out.note(f"left {entry.kind} {entry.id}: it changed before the lock was taken")
     _finish(result.plan, fmt, result.failed)

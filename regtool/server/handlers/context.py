@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regtool.layout.reader import Layout
+from regtool.layout.store import LockTimeout, Store
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import V2Reader
@@ -19,8 +19,6 @@ from regtool.model.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_mani
 from regtool.model.reference import valid_name, valid_tag
 from regtool.server.http import ApiError
 from regtool.storage.driver import PathNotFound, TooLarge
-from regtool.storage.filesystem import FilesystemDriver
-from regtool.storage.lock import LockTimeout, storage_lock
 
 LOCK_TIMEOUT = 5.0
 MANIFEST_CACHE_BYTES = 64 * 1024 * 1024
@@ -45,14 +43,17 @@ def media_type_of(raw: bytes) -> str:
 class Context:
     """One storage root served over HTTP (thread-safe: caches are swapped under a lock)."""
 
-    def __init__(self, root: Path, layout: Layout, options: Options) -> None:
-        self.root = root
-        self.layout = layout
+    def __init__(self, store: Store, options: Options) -> None:
+        self.store = store
+        self.root: Path = store.root
+        self.layout = store.layout or "v2"
         self.options = options
-        self.driver = FilesystemDriver(root, readonly=options.read_only or layout == "v1")
-        self.writer = V2Writer(self.driver)
-        self.v2 = V2Reader(self.driver, root)
-        self.v1 = V1Reader(self.driver, root) if layout == "v1" else None
+        self.driver = store.driver
+        self.writer = store.writer or V2Writer(self.driver)  # read-only: writes refused first
+        self.v2 = (
+            store.reader if isinstance(store.reader, V2Reader) else V2Reader(self.driver, self.root)
+        )
+        self.v1 = store.reader if isinstance(store.reader, V1Reader) else None
         self._mutex = threading.Lock()
         # (repo, tag) -> (mtime of the tag's current link, digest)
         self._tags: dict[tuple[str, str], tuple[float, str]] = {}
@@ -167,7 +168,7 @@ class Context:
         """Check writes are allowed, then hold the storage lock shared around the write."""
         self.check_writable(deleting=deleting)
         try:
-            with storage_lock(self.root, exclusive=False, timeout=self.options.lock_timeout):
+            with self.store.lock(exclusive=False, timeout=self.options.lock_timeout):
                 yield
         except LockTimeout:
             raise ApiError(

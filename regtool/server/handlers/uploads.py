@@ -227,7 +227,7 @@ def _write_body(
     """Write the body to `handle` (closed on return); OSErrors of the file (not of the
     client) become StorageError of `key`."""
     written = kicked = size
-    durable = ctx.driver.fsync
+    durable = ctx.store.fsync
     try:
         for chunk in req.body.chunks():
             if worker is not None:
