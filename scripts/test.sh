@@ -23,4 +23,5 @@ fi
 
 python3 -m pip install -q -e '.[test]'
 ruff check regtool tests scripts
+mypy
 python3 -m pytest -q "$@"
