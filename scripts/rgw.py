@@ -49,6 +49,7 @@ RGW_POOLS = (
 SYSTEM_PYTHON = "/usr/bin/python3"
 START_TIMEOUT = 60.0
 STATE_FILE = "cluster.json"
+REAP_WAIT = 3.0
 
 # Runs under SYSTEM_PYTHON: makes the OSD ids (printed as one JSON line), creates
 # radosgw's pools while the OSDs boot, then waits until every OSD is up ("up" line).
@@ -343,7 +344,7 @@ def _start(
     return cluster
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """True while the process exists and is not a zombie (PID 1 may be slow to reap)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -386,10 +387,15 @@ def _kill_all(d: Path, pids: list[int], timeout: float) -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids):
+    while any(alive(p) for p in pids):
         if time.monotonic() > deadline:
-            raise RgwError(f"ceph daemons still alive: {[p for p in pids if _alive(p)]}")
+            raise RgwError(f"ceph daemons still alive: {[p for p in pids if alive(p)]}")
         time.sleep(0.01)
+    # Dead now; their parent is PID 1, which reaps them in its own time (about 1 s here).
+    # Wait a little for that so that no <defunct> entry outlives stop, but never fail on it.
+    reap_deadline = time.monotonic() + REAP_WAIT
+    while time.monotonic() < reap_deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.02)
 
 
 def stop(d: Path, timeout: float = 10.0) -> None:

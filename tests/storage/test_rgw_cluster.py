@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support.rgw import REPO_ROOT, new_bucket, rgwlib, s3_client
+from tests.support.rgw import REPO_ROOT, new_bucket, rgwlib, running_cluster, s3_client
 
 MiB = 1 << 20
 
@@ -117,14 +117,14 @@ def test_daemons_are_separate_processes_on_loopback(rgw):
     assert set(rgw.pids) == {"mon.a", "osd.0", "client.rgw.a"}
     assert len(set(rgw.pids.values())) == 3
     for pid in rgw.pids.values():
-        assert rgwlib._alive(pid)
+        assert rgwlib.alive(pid)
     assert rgw.endpoint.startswith("http://127.0.0.1:")
 
 
 def _pgrep_dir(d: Path) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and rgwlib._alive(int(proc.name)):
+        if proc.name.isdigit() and rgwlib.alive(int(proc.name)):
             try:
                 cmdline = (proc / "cmdline").read_bytes()
             except OSError:
@@ -174,3 +174,22 @@ def test_cli_start_in_a_non_empty_folder_exits_3(tmp_path):
     assert done.returncode == 3
     assert done.stderr.strip() == f"rgw: {tmp_path} is not empty"
     assert (tmp_path / "something").read_text() == "x"
+
+
+def test_three_osds_keep_serving_after_one_is_killed():
+    with running_cluster(osds=3) as cluster:
+        assert {n for n in cluster.pids if n.startswith("osd.")} == {"osd.0", "osd.1", "osd.2"}
+        s3 = s3_client(cluster)
+        bucket = new_bucket(s3)
+        for i in range(10):
+            s3.put_object(Bucket=bucket, Key=f"before/{i}", Body=bytes([i]) * 1000)
+
+        rgwlib.kill(cluster.dir, "osd.1")
+
+        assert not rgwlib.alive(cluster.pids["osd.1"])
+        for i in range(10):
+            body = s3.get_object(Bucket=bucket, Key=f"before/{i}")["Body"].read()
+            assert body == bytes([i]) * 1000
+        s3.put_object(Bucket=bucket, Key="after", Body=b"still writable")
+        assert s3.get_object(Bucket=bucket, Key="after")["Body"].read() == b"still writable"
+    assert not any(rgwlib.alive(pid) for pid in cluster.pids.values())
