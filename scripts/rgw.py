@@ -120,10 +120,16 @@ def missing_tools() -> list[str]:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open until each is chosen)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _conf(d: Path, fsid: str, mon_v2: int, mon_v1: int, rgw: int, osds: int, mem_bytes: int) -> str:
@@ -251,7 +257,7 @@ def _start(
     left = lambda: deadline - time.monotonic()  # noqa: E731
     for sub in ("run", "log", "crash", "mon", "osd", "rgw"):
         (d / sub).mkdir()
-    mon_v2, mon_v1, rgw_port = _free_port(), _free_port(), _free_port()
+    mon_v2, mon_v1, rgw_port = _free_ports(3)
     conf = d / "ceph.conf"
     fsid = str(uuid.uuid4())
     conf.write_text(_conf(d, fsid, mon_v2, mon_v1, rgw_port, osds, mem))
