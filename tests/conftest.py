@@ -45,3 +45,12 @@ def snapshot(root: Path) -> dict[str, tuple[int, float, bytes]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+@pytest.fixture(scope="session")
+def rgw():
+    """A real Ceph RGW (S3) on 127.0.0.1, started once per session on first use."""
+    from tests.support.rgw import running_cluster
+
+    with running_cluster() as cluster:
+        yield cluster
