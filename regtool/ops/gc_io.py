@@ -28,9 +28,8 @@ from regtool.storage.driver import (
     PathNotFound,
     StorageDriver,
     StorageError,
-    TooLarge,
 )
-from regtool.storage.filesystem import FilesystemDriver, read_fd
+from regtool.storage.filesystem import FilesystemDriver, read_regular
 from regtool.storage.nofollow import DIR_FLAGS, READ_FLAGS, describe
 
 HEX = "0123456789abcdef"
@@ -284,21 +283,7 @@ class Files:
         except OSError as exc:
             raise local.translate(path, exc) from None
         try:
-            st = os.fstat(fd)
-            if st.st_mode & _S_IFMT != _S_IFREG:
-                if stat.S_ISDIR(st.st_mode):
-                    raise StorageError(path, "is a directory")
-                raise ForeignObjectError(path, path, describe(st.st_mode))
-            size = st.st_size
-            if limit is not None and size > limit:
-                raise TooLarge(path, limit)
-            want = READ_CHUNK if limit is None else min(READ_CHUNK, limit + 1)
-            if size < want:
-                data = os.read(fd, want)
-                if len(data) < want:
-                    return data
-                os.lseek(fd, 0, os.SEEK_SET)  # it grew meanwhile: the careful way
-            return read_fd(fd, path, limit, READ_CHUNK)
+            return read_regular(fd, path, limit, READ_CHUNK)
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
         finally:

@@ -108,18 +108,8 @@ class FilesystemDriver:
                 fd = nofollow.open_beneath(self.beneath.root_fd(), path, READ_FLAGS)
             except OSError as exc:
                 raise self.translate(path, exc) from None
-        st = self._regular(path, fd)
         try:
-            size = st.st_size
-            if limit is not None and size > limit:
-                raise TooLarge(path, limit)
-            want = CHUNK if limit is None else min(CHUNK, limit + 1)
-            if size < want:
-                data = os.read(fd, want)
-                if len(data) < want:
-                    return data
-                os.lseek(fd, 0, os.SEEK_SET)  # it grew meanwhile: the careful way
-            return read_fd(fd, path, limit)
+            return read_regular(fd, path, limit)
         except OSError as exc:
             raise StorageError(path, exc.strerror or str(exc)) from None
         finally:
@@ -313,6 +303,26 @@ class FilesystemDriver:
             if not self.beneath.rmdir_empty(current):
                 return
             current = current.rpartition("/")[0]
+
+
+def read_regular(fd: int, path: str, limit: int | None = None, chunk: int = CHUNK) -> bytes:
+    """The bytes of an open descriptor that must be a regular file (never a FIFO, a device
+    or a folder: ForeignObjectError or StorageError); TooLarge over `limit`. One fstat, and
+    one read for a file smaller than `chunk`. The caller closes `fd`."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            raise StorageError(path, "is a directory")
+        raise ForeignObjectError(path, path, describe(st.st_mode))
+    if limit is not None and st.st_size > limit:
+        raise TooLarge(path, limit)
+    want = chunk if limit is None else min(chunk, limit + 1)
+    if st.st_size < want:
+        data = os.read(fd, want)
+        if len(data) < want:
+            return data
+        os.lseek(fd, 0, os.SEEK_SET)  # it grew meanwhile: the careful way
+    return read_fd(fd, path, limit, chunk)
 
 
 def read_fd(fd: int, path: str, limit: int | None = None, chunk: int = CHUNK) -> bytes:

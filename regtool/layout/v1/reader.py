@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from regtool.layout.listing import ForeignNotes
 from regtool.layout.reader import Image, Issue, Layer, Layout, Repository, Resolved, TagLink
 from regtool.layout.v1 import paths
 from regtool.model.config import MAX_CONFIG_BYTES, ConfigError, V1Image, parse_v1_json
 from regtool.model.digest import is_v1_id
 from regtool.model.jsondoc import JsonError, parse_json
 from regtool.storage.driver import (
-    Entry,
-    ForeignObjectError,
     PathNotFound,
     StorageDriver,
     StorageError,
@@ -35,7 +34,7 @@ class V1ImageInfo:
     issues: tuple[Issue, ...]
 
 
-class V1Reader:
+class V1Reader(ForeignNotes):
     layout: Layout = "v1"
 
     def __init__(self, driver: StorageDriver, root: Path) -> None:
@@ -46,25 +45,6 @@ class V1Reader:
         self._foreign: dict[str, Issue] = {}
 
     # -- listing -------------------------------------------------------------------------
-    def foreign_objects(self) -> tuple[Issue, ...]:
-        """Links and special files met so far where folders belong, never followed; each
-        issue's message says what it is ("a symbolic link to '..'")."""
-        return tuple(self._foreign.values())
-
-    def _list(self, prefix: str) -> list[Entry]:
-        try:
-            entries = self.driver.list(prefix)
-        except ForeignObjectError as exc:
-            self._note_foreign(exc.foreign, exc.what)
-            return []
-        for entry in entries:
-            if entry.foreign is not None:
-                self._note_foreign(f"{prefix}/{entry.name}", entry.foreign)
-        return entries
-
-    def _note_foreign(self, path: str, what: str) -> None:
-        self._foreign.setdefault(path, Issue(path, what))
-
     def repositories(self) -> list[Repository]:
         found = []
         for namespace in self._list(paths.REPOSITORIES):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from regtool.layout.listing import ForeignNotes
 from regtool.layout.reader import (
     Blob,
     Image,
@@ -28,8 +29,6 @@ from regtool.model.manifest import (
     parse_manifest,
 )
 from regtool.storage.driver import (
-    Entry,
-    ForeignObjectError,
     PathNotFound,
     StorageDriver,
     StorageError,
@@ -47,7 +46,7 @@ class LinkError(Exception):
         self.issue = issue
 
 
-class V2Reader:
+class V2Reader(ForeignNotes):
     layout: Layout = "v2"
 
     def __init__(self, driver: StorageDriver, root: Path) -> None:
@@ -72,26 +71,6 @@ class V2Reader:
             raise LinkError(Issue(path, f"bad link: {exc}")) from None
 
     # -- listing -------------------------------------------------------------------------
-    def foreign_objects(self) -> tuple[Issue, ...]:
-        """Links and special files met so far where folders belong, never followed; each
-        issue's message says what it is ("a symbolic link to '..'")."""
-        return tuple(self._foreign.values())
-
-    def _list(self, prefix: str) -> list[Entry]:
-        """The children of `prefix`; a link on the way is recorded and lists nothing."""
-        try:
-            entries = self.driver.list(prefix)
-        except ForeignObjectError as exc:
-            self._note_foreign(exc.foreign, exc.what)
-            return []
-        for entry in entries:
-            if entry.foreign is not None:
-                self._note_foreign(f"{prefix}/{entry.name}", entry.foreign)
-        return entries
-
-    def _note_foreign(self, path: str, what: str) -> None:
-        self._foreign.setdefault(path, Issue(path, what))
-
     def repositories(self) -> list[Repository]:
         found: list[Repository] = []
         stack = [""]
