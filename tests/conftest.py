@@ -54,3 +54,13 @@ def rgw():
 
     with running_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(params=["openat2", "portable"])
+def walk_mode(request):
+    """Run a test with openat2 and with the component-by-component no-follow fallback."""
+    from regtool.storage import nofollow
+
+    nofollow.use_portable_walk(request.param == "portable")
+    yield request.param
+    nofollow.use_portable_walk(False)

@@ -12,14 +12,10 @@ from regtool.storage.driver import ForeignObjectError, PathNotFound, StorageErro
 from regtool.storage.filesystem import FilesystemDriver
 
 
-@pytest.fixture(params=["openat2", "portable"])
-def files(request, tmp_path: Path):
-    from regtool.storage import nofollow
-
-    nofollow.use_portable_walk(request.param == "portable")
+@pytest.fixture
+def files(tmp_path: Path, walk_mode: str) -> Files:
     (tmp_path / "root" / "a").mkdir(parents=True)
-    yield Files(FilesystemDriver(tmp_path / "root", readonly=True))
-    nofollow.use_portable_walk(False)
+    return Files(FilesystemDriver(tmp_path / "root", readonly=True))
 
 
 @pytest.mark.parametrize("size", [0, 10, READ_CHUNK - 1, READ_CHUNK, 3 * READ_CHUNK + 5])

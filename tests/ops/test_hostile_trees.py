@@ -35,21 +35,6 @@ UPLOAD = "0b5e6c2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b"
 ALL_TAGS = sorted(f"{repo}:{tag}" for repo, tags in EXPECTED["tags"].items() for tag in tags)
 
 
-@pytest.fixture(params=["openat2", "portable"])
-def walk_mode(request):
-    """Run every case with openat2 and with the component-by-component fallback."""
-    try:
-        from regtool.storage import nofollow
-    except ImportError:  # the code before links were handled: one run is enough
-        if request.param == "portable":
-            pytest.skip("no fallback to choose")
-        yield request.param
-        return
-    nofollow.use_portable_walk(request.param == "portable")
-    yield request.param
-    nofollow.use_portable_walk(False)
-
-
 @pytest.fixture
 def tree(tmp_path: Path, walk_mode: str) -> tuple[Path, Path]:
     """(storage root, outside folder): the fixture with real garbage, and precious files."""

@@ -17,21 +17,6 @@ except ImportError:  # the code before links were handled: check the behaviour o
     ForeignObjectError = StorageError  # type: ignore[misc,assignment]
 
 
-@pytest.fixture(params=["openat2", "portable"])
-def walk_mode(request):
-    """Every case with openat2 and with the component-by-component fallback."""
-    try:
-        from regtool.storage import nofollow
-    except ImportError:  # the code before links were handled
-        if request.param == "portable":
-            pytest.skip("no fallback to choose")
-        yield request.param
-        return
-    nofollow.use_portable_walk(request.param == "portable")
-    yield request.param
-    nofollow.use_portable_walk(False)
-
-
 @pytest.fixture
 def layout(tmp_path: Path, walk_mode: str) -> tuple[FilesystemDriver, Path, Path]:
     """(driver, root, outside): `root/a/b/file`, and `outside/` full of files."""
