@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -173,17 +172,7 @@ def serve_rows(trees: dict[str, Path], runs: int) -> list[tuple[str, dict[str, f
         for version, tree in trees.items():
             hosts[version] = stack.enter_context(serve(tree, work / version))
         for host in hosts.values():
-            subprocess.run(
-                [
-                    "skopeo",
-                    "copy",
-                    "-q",
-                    "--dest-tls-verify=false",
-                    f"oci:{layout}:64m",
-                    f"docker://{host}/bench:64m",
-                ],
-                check=True,
-            )
+            bench_serve.push_image(layout, host)
         names = list(hosts)
         for n in range(runs + 1):
             for name in names if n % 2 == 0 else names[::-1]:
@@ -196,24 +185,8 @@ def serve_rows(trees: dict[str, Path], runs: int) -> list[tuple[str, dict[str, f
                     get.setdefault(name, []).append(t_get)
         for n in range(3):
             for name in names if n % 2 == 0 else names[::-1]:
-                done = subprocess.run(
-                    [
-                        "wrk",
-                        "-t2",
-                        "-c16",
-                        "-d5s",
-                        "-H",
-                        f"Accept: {bench_serve.ACCEPT}",
-                        f"http://{hosts[name]}/v2/bench/manifests/64m",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                if "Non-2xx" in done.stdout:
-                    raise RuntimeError(f"{name}: wrk saw errors:\n{done.stdout}")
-                found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-                rps.setdefault(name, []).append(float(found.group(1)))  # type: ignore[union-attr]
+                url = f"http://{hosts[name]}/v2/bench/manifests/64m"
+                rps.setdefault(name, []).append(bench_serve.wrk_rate(url, name))
     shutil.rmtree(work, ignore_errors=True)
     med = statistics.median
     rows = [

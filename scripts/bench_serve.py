@@ -200,6 +200,37 @@ def bare_sendfile(path: Path) -> Iterator[str]:
         listener.close()
 
 
+def push_image(layout: Path, host: str) -> None:
+    """The 64m test image from the OCI layout into `host` (plain HTTP)."""
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            f"oci:{layout}:64m",
+            f"docker://{host}/bench:64m",
+        ],
+        check=True,
+    )
+
+
+def wrk_rate(url: str, name: str) -> float:
+    """Requests per second of `wrk -t2 -c16 -d5s` GETs of a manifest URL; any non-2xx fails."""
+    done = subprocess.run(
+        ["wrk", "-t2", "-c16", "-d5s", "-H", f"Accept: {ACCEPT}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout):
+        raise RuntimeError(f"{name}: wrk saw errors:\n{done.stdout}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    if found is None:
+        raise RuntimeError(f"{name}: no rate in wrk's output:\n{done.stdout}")
+    return float(found.group(1))
+
+
 def rss_kb(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
@@ -234,17 +265,7 @@ def main() -> int:
         hosts = {SERVERS[0]: ref, SERVERS[1]: rt}
         floor: list[float] = []
         for host, _pid in hosts.values():
-            subprocess.run(
-                [
-                    "skopeo",
-                    "copy",
-                    "-q",
-                    "--dest-tls-verify=false",
-                    f"oci:{layout}:64m",
-                    f"docker://{host}/bench:64m",
-                ],
-                check=True,
-            )
+            push_image(layout, host)
         for n, (warm, order) in enumerate(orders(args.runs)):
             for name in order:
                 host = hosts[name][0]
@@ -271,25 +292,7 @@ def main() -> int:
         url = "http://{}/v2/bench/manifests/64m"
         for _warm, order in orders(3):
             for name in order:
-                done = subprocess.run(
-                    [
-                        "wrk",
-                        "-t2",
-                        "-c16",
-                        "-d5s",
-                        "-H",
-                        f"Accept: {ACCEPT}",
-                        url.format(hosts[name][0]),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-                non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-                if non2xx:
-                    raise RuntimeError(f"{name}: {non2xx.group(0)}")
-                rps[name].append(float(found.group(1)))  # type: ignore[union-attr]
+                rps[name].append(wrk_rate(url.format(hosts[name][0]), name))
         for name, (host, pid) in hosts.items():
             before = rss_kb(pid)
             location = start_upload(host, "huge")
