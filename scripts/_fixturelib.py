@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
 import socket
 import struct
@@ -462,16 +463,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def registry_config(root: Path, addr: str, *, readonly: bool = False, delete: bool = True) -> str:
-    """config.yml text for ``docker-registry serve`` (no auth, no cache, no purger)."""
+def registry_config(
+    root: Path,
+    addr: str,
+    *,
+    readonly: bool = False,
+    delete: bool = True,
+    s3: dict[str, object] | None = None,
+) -> str:
+    """config.yml text for ``docker-registry serve`` (no auth, no cache, no purger); with
+    `s3` (the keys of storage.s3), a bucket instead of the filesystem `root`."""
+    driver = (
+        ["  s3:", *(f"    {key}: {json.dumps(value)}" for key, value in s3.items())]
+        if s3 is not None
+        else ["  filesystem:", f"    rootdirectory: {json.dumps(str(root))}"]
+    )
     return "\n".join(
         [
             "version: 0.1",
             "log:",
             "  level: info",
             "storage:",
-            "  filesystem:",
-            f"    rootdirectory: {json.dumps(str(root))}",
+            *driver,
             "  delete:",
             f"    enabled: {str(delete).lower()}",
             "  maintenance:",
@@ -529,18 +542,23 @@ def run_registry(
     delete: bool = True,
     timeout: float = 15.0,
     attempts: int = 3,
+    s3: dict[str, object] | None = None,
 ) -> Iterator[RunningRegistry]:
-    """Start ``docker-registry serve`` on 127.0.0.1 for ``root``; stop it on exit."""
+    """Start ``docker-registry serve`` on 127.0.0.1 for ``root`` (or the `s3` bucket);
+    stop it on exit."""
     config, log = workdir / "config.yml", workdir / "registry.log"
+    # registry 2.8.2's s3 driver panics at start when AWS_CA_BUNDLE is set
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     for attempt in range(1, attempts + 1):
         host = f"127.0.0.1:{free_port()}"
-        config.write_text(registry_config(root, host, readonly=readonly, delete=delete))
+        config.write_text(registry_config(root, host, readonly=readonly, delete=delete, s3=s3))
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [REGISTRY_BIN, "serve", str(config)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env=env,
             )
         problem = _wait_ready(proc, f"http://{host}", log, timeout)
         if not problem:

@@ -25,7 +25,8 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="A distribution config.yml; its storage.filesystem.rootdirectory is the root.",
+        help="A distribution config.yml; the storage is its storage.filesystem.rootdirectory "
+        "or its storage.s3 bucket (needs regtool[s3]).",
         show_default=False,
     ),
 ]
@@ -35,5 +36,6 @@ FormatOpt = Annotated[
 ]
 
 
-def reader_for(root: Path | None, config: Path | None) -> RegistryReader:
-    return open_storage(root, config).reader
+def reader_for(root: Path | None, config: Path | None, *, bulk: bool = True) -> RegistryReader:
+    """A read-only reader; `bulk=False` for commands that read a few images, not all."""
+    return open_storage(root, config, bulk=bulk).reader

@@ -4,27 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regtool.errors import RootError, UsageError
 from regtool.layout.reader import Layout, RegistryReader
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
+from regtool.storage.driver import StorageDriver
+
+if TYPE_CHECKING:
+    from regtool.storage.objectstore import S3Settings
 
 DEFAULT_ROOT = Path("registry")
 _V2_PARTS = tuple(v2paths.V2.split("/"))
+# storage.* sections that configure the registry, not name its driver
+NOT_DRIVERS = frozenset({"cache", "delete", "maintenance", "redirect", "tag"})
 
 
 @dataclass(frozen=True, slots=True)
 class RegistryConfig:
-    """The parts of a distribution config.yml regtool uses."""
+    """The parts of a distribution config.yml regtool uses: `root` for the filesystem
+    driver, `s3` for the s3 driver (exactly one of them is set)."""
 
     path: Path
-    root: Path
+    root: Path | None
     blobdescriptor_cache: str | None
     delete_enabled: bool
     readonly: bool
     raw: dict[str, Any]
+    s3: S3Settings | None = None
 
 
 def load_config(path: Path) -> RegistryConfig:
@@ -41,16 +49,27 @@ def load_config(path: Path) -> RegistryConfig:
     if not isinstance(storage, dict):
         raise UsageError(f"config {path} has no 'storage' section")
     filesystem = storage.get("filesystem")
-    if not isinstance(filesystem, dict):
-        drivers = ", ".join(k for k in storage if k not in ("cache", "delete", "maintenance"))
+    drivers = [str(k) for k in storage if k not in NOT_DRIVERS]
+    if len(drivers) > 1:
         raise UsageError(
-            f"config {path} uses storage driver {drivers or '?'}; regtool reads the filesystem "
-            "driver only"
+            f"config {path} names {len(drivers)} storage drivers ({', '.join(drivers)}); "
+            "a registry uses one"
         )
-    rootdir = filesystem.get("rootdirectory") or "/var/lib/registry"
-    root = Path(str(rootdir))
-    if not root.is_absolute():
-        root = path.parent / root
+    root: Path | None = None
+    s3 = None
+    if "s3" in storage:
+        from regtool.layout.s3config import parse_s3
+
+        s3 = parse_s3(storage["s3"], str(path))
+    elif isinstance(filesystem, dict):
+        root = Path(str(filesystem.get("rootdirectory") or "/var/lib/registry"))
+        if not root.is_absolute():
+            root = path.parent / root
+    else:
+        raise UsageError(
+            f"config {path} uses storage driver {', '.join(drivers) or '?'}; regtool reads the "
+            "filesystem and s3 drivers only"
+        )
     cache = storage.get("cache")
     maintenance = storage.get("maintenance") or {}
     readonly = maintenance.get("readonly") if isinstance(maintenance, dict) else None
@@ -62,15 +81,22 @@ def load_config(path: Path) -> RegistryConfig:
         delete_enabled=bool(delete.get("enabled")) if isinstance(delete, dict) else False,
         readonly=bool(readonly.get("enabled")) if isinstance(readonly, dict) else False,
         raw=doc,
+        s3=s3,
     )
 
 
 def choose_root(root: Path | None, config: Path | None) -> Path:
-    """--root wins, then --config's rootdirectory, then ./registry."""
+    """--root wins, then --config's rootdirectory, then ./registry (local storage only)."""
     if root is not None:
         return root
     if config is not None:
-        return load_config(config).root
+        loaded = load_config(config)
+        if loaded.root is None:
+            raise UsageError(
+                f"config {config} keeps its storage in {loaded.s3.location() if loaded.s3 else '?'}"
+                "; this command works on a local folder only"
+            )
+        return loaded.root
     return DEFAULT_ROOT
 
 
@@ -91,6 +117,23 @@ def locate(root: Path) -> tuple[Path, Layout | None]:
     raise RootError(
         f"{root} holds no registry storage (no docker/registry/v2, images/ or repositories/)",
         hint="point --root at distribution's rootdirectory or a v1 storage_path",
+    )
+
+
+def locate_keys(driver: StorageDriver) -> Layout | None:
+    """The layout of a store without folders (an object store): v2 when keys start with
+    docker/registry/v2/, v1 with images/ or repositories/, None when it holds nothing."""
+    top = {entry.name for entry in driver.list("") if entry.is_dir}
+    if "docker" in top and driver.list(v2paths.V2):
+        return "v2"
+    if v1paths.IMAGES in top or v1paths.REPOSITORIES in top:
+        return "v1"
+    if not top - {"docker"}:
+        return None
+    raise RootError(
+        "the bucket holds no registry storage below its rootdirectory (no docker/registry/v2, "
+        "images/ or repositories/)",
+        hint="check storage.s3.rootdirectory",
     )
 
 

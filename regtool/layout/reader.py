@@ -113,7 +113,7 @@ class RegistryReader(Protocol):
     """Read access to a registry storage, whatever its layout."""
 
     layout: Layout
-    root: Path
+    root: Path | None  # the local folder; None on an object store
     driver: StorageDriver
 
     def repositories(self) -> list[Repository]:

@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regtool.errors import RootError
-from regtool.layout.detect import choose_root, locate
+from regtool.layout.detect import DEFAULT_ROOT, load_config, locate, locate_keys
 from regtool.layout.reader import Layout, RegistryReader
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2.reader import V2Reader
-from regtool.storage.driver import LockTimeout, StorageDriver
+from regtool.storage.driver import LockTimeout, StorageDriver, StorageError
 from regtool.storage.filesystem import FilesystemDriver
 
 if TYPE_CHECKING:  # the writer and the lock load only when used: read-only commands start fast
     from regtool.layout.v2.writer import V2Writer
+    from regtool.storage.objectstore import S3Settings
 
 __all__ = ["LockTimeout", "Store", "open_storage"]
 
@@ -28,24 +29,43 @@ __all__ = ["LockTimeout", "Store", "open_storage"]
 class Store:
     """An opened storage: its layout (None when empty), reader, writer and lock.
 
-    `writer` is a V2Writer on a writable store whose layout is not v1, else None. `driver` is
-    the reader's driver (writable iff the store is); ops still use it to delete entries.
+    `root` is the local folder, None on an object store; `location` names either for
+    messages. `writer` is a V2Writer on a writable store whose layout is not v1, else None.
+    `driver` is the reader's driver (writable iff the store is); ops still use it to delete
+    entries.
     """
 
-    root: Path
+    root: Path | None
     layout: Layout | None
     driver: StorageDriver
     reader: RegistryReader
     writer: V2Writer | None
     writable: bool
     fsync: bool  # writes reach the disk file by file (False: the caller flushes)
+    location: str = ""
+
+    def reread(self) -> RegistryReader:
+        """A reader over the same storage with nothing cached: what it read before, and an
+        object store's listing, may have changed since."""
+        from regtool.storage.snapshot import Snapshot
+
+        driver = self.reader.driver
+        if isinstance(driver, Snapshot):
+            driver = driver.fresh()
+        if self.reader.layout == "v1":
+            return V1Reader(driver, self.root)
+        return V2Reader(driver, self.root)
 
     @contextmanager
     def lock(self, *, exclusive: bool, timeout: float = 0.0) -> Iterator[None]:
         """Hold the storage's writers' lock (`.regtool.lock`, flock) shared or exclusive.
 
         Raises LockTimeout (its `path` names the lock) when not granted within `timeout`.
+        An object store has no lock (distribution has none either): this holds nothing.
         """
+        if self.root is None:
+            yield
+            return
         from regtool.storage.lock import storage_lock
 
         with storage_lock(self.root, exclusive=exclusive, timeout=timeout):
@@ -58,14 +78,24 @@ def open_storage(
     *,
     writable: bool = False,
     fsync: bool = True,
+    bulk: bool = True,
 ) -> Store:
-    """Open an existing storage: --root wins, then --config's rootdirectory, then ./registry.
+    """Open an existing storage: --root wins, then --config's storage (a filesystem
+    rootdirectory or an s3 bucket), then ./registry.
 
     Refuses a missing root, a file, or a folder holding something else than registry storage
     (RootError, exit 3). An empty folder opens as layout None, read as an empty v2 tree.
-    `fsync=False` skips per-file fsync on writes (callers that flush themselves).
+    `fsync=False` skips per-file fsync on writes (callers that flush themselves). On an
+    object store, `bulk` reads through a Snapshot (one flat listing, batched reads): right
+    for commands that scan everything, wasteful for one image.
     """
-    path = choose_root(root, config)
+    path = root
+    if path is None and config is not None:
+        loaded = load_config(config)
+        if loaded.s3 is not None:
+            return open_bucket(loaded.s3, writable=writable, bulk=bulk)
+        path = loaded.root
+    path = path if path is not None else DEFAULT_ROOT
     if not path.exists():
         raise RootError(
             f"storage root {path} does not exist",
@@ -88,4 +118,48 @@ def open_storage(
         from regtool.layout.v2.writer import V2Writer
 
         writer = V2Writer(driver)
-    return Store(base, layout, driver, reader, writer, writable, fsync)
+    return Store(base, layout, driver, reader, writer, writable, fsync, str(base))
+
+
+def open_bucket(settings: S3Settings, *, writable: bool = False, bulk: bool = True) -> Store:
+    """A Store over an S3 bucket laid out as distribution's s3 driver does."""
+    try:
+        from regtool.storage.objectstore import ObjectStoreDriver
+    except ImportError:
+        raise RootError(
+            "reading an S3 bucket needs the s3 extra",
+            hint="pip install 'regtool[s3]'",
+        ) from None
+    location = settings.location()
+    try:
+        store = ObjectStoreDriver(settings, readonly=not writable)
+        store.check()
+        layout = locate_keys(store)
+    except StorageError as exc:
+        raise RootError(f"{location}: {exc.message}") from None
+    driver: StorageDriver = store
+    if bulk:
+        driver = _bulk_view(store, layout)
+    reader: RegistryReader
+    if layout == "v1":
+        reader = V1Reader(driver, None)
+    else:
+        reader = V2Reader(driver, None)
+    writer = None
+    if writable and layout != "v1":
+        from regtool.layout.v2.writer import V2Writer
+
+        writer = V2Writer(driver)
+    return Store(None, layout, driver, reader, writer, writable, True, location)
+
+
+def _bulk_view(driver: StorageDriver, layout: Layout | None) -> StorageDriver:
+    from regtool.storage.snapshot import Snapshot
+
+    if layout == "v1":
+        from regtool.layout.v1 import paths as v1paths
+
+        return Snapshot(driver, (v1paths.IMAGES, v1paths.REPOSITORIES))
+    from regtool.layout.v2 import bulk
+
+    return Snapshot(driver, bulk.AREAS, bulk.warm)

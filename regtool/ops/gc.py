@@ -108,11 +108,6 @@ def plan_gc(reader: RegistryReader, options: GcOptions, *, exact: bool = False) 
     return plan_v2(reader, options, now, exact)  # type: ignore[arg-type]
 
 
-def fresh_reader(reader: RegistryReader) -> RegistryReader:
-    """A reader over the same storage without caches (what it read may have changed)."""
-    return type(reader)(reader.driver, reader.root)  # type: ignore[call-arg]
-
-
 def lock_error(exc: LockTimeout) -> LockHeldError:
     return LockHeldError(
         f"another regtool gc or rm holds the storage lock {exc.path}",
@@ -137,7 +132,7 @@ def collect_garbage(store: Store, options: GcOptions, shown: GcPlan | None = Non
     driver = writable_driver(store)
     try:
         with store.lock(exclusive=True, timeout=0):
-            plan = plan_gc(fresh_reader(store.reader), options, exact=True)
+            plan = plan_gc(store.reread(), options, exact=True)
             if plan.refused:
                 return GcResult(_without_deletions(plan))
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)

@@ -384,7 +384,7 @@ class SharedLock:
         self._cm.__exit__(*exc)
 
 
-def _stopped(exc: BaseException, base: Path, run: _Run, tagged: int, ready: int) -> str:
+def _stopped(exc: BaseException, base: str, run: _Run, tagged: int, ready: int) -> str:
     """One line: why a run stopped and exactly what it had written."""
     reason = write_failure(exc) + (f" in {base}" if is_no_space(exc) else "")
     if not run.blobs_written and not tagged:
@@ -399,7 +399,7 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
     started = time.monotonic()
     reader = _open_v1(Path(plan.source))
     store, writer = open_destination(Path(plan.destination))
-    base = store.root
+    base = store.location
     run = _Run(reader, writer, progress)
     migrated: list[MigratedTag] = []
     skipped = [SkippedTag(c.source, c.problem or "") for c in plan.skipped]

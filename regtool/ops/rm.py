@@ -21,7 +21,6 @@ from regtool.model.reference import DEFAULT_TAG
 from regtool.ops.gc import (
     GcEntry,
     delete_entries,
-    fresh_reader,
     intersect,
     lock_error,
     writable_driver,
@@ -80,7 +79,7 @@ def remove(
     driver = writable_driver(store)
     try:
         with store.lock(exclusive=True, timeout=0):
-            plan = plan_rm(fresh_reader(store.reader), refs, manifest=manifest)
+            plan = plan_rm(store.reread(), refs, manifest=manifest)
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)
             deleted, failed = delete_entries(driver, entries)
             return RmResult(RmPlan(deleted, plan.notes), skipped, failed)

@@ -90,13 +90,16 @@ class LockTimeout(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
-    """`foreign` (walk only): what a link or special file is; it is not a file then."""
+    """`foreign` (walk only): what a link or special file is; it is not a file then.
+    `md5` (object stores, listings only): the hex MD5 of the bytes when the store's ETag is
+    known to be one (an object written in one PUT, not encrypted with KMS), else None."""
 
     path: str
     size: int
     mtime: float
     is_dir: bool
     foreign: str | None = None
+    md5: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

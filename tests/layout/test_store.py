@@ -80,10 +80,10 @@ def test_config_rootdirectory_is_the_root_and_root_wins(tmp_path: Path, v2_root:
     assert open_storage(tmp_path / "empty", config).layout is None
 
 
-def test_config_without_the_filesystem_driver_is_refused(tmp_path: Path) -> None:
+def test_config_with_a_driver_other_than_filesystem_or_s3_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
-    config.write_text("storage:\n  s3:\n    bucket: b\n")
-    with pytest.raises(UsageError, match="uses storage driver s3"):
+    config.write_text("storage:\n  azure:\n    accountname: a\n")
+    with pytest.raises(UsageError, match="uses storage driver azure; regtool reads the filesyst"):
         open_storage(config=config)
 
 

@@ -35,7 +35,7 @@ def export(
 
         regtool export centos:httpd busybox -o images.tar --root /var/lib/registry
     """
-    result = export_images(reader_for(root, config), refs, output, platform=platform)
+    result = export_images(reader_for(root, config, bulk=False), refs, output, platform=platform)
     out.emit(result, fmt, lambda: _table(result))
 
 

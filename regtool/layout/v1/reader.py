@@ -37,7 +37,7 @@ class V1ImageInfo:
 class V1Reader(ForeignNotes):
     layout: Layout = "v1"
 
-    def __init__(self, driver: StorageDriver, root: Path) -> None:
+    def __init__(self, driver: StorageDriver, root: Path | None) -> None:
         self.driver = driver
         self.root = root
         self._images: dict[str, V1ImageInfo] = {}

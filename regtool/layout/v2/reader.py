@@ -49,7 +49,7 @@ class LinkError(Exception):
 class V2Reader(ForeignNotes):
     layout: Layout = "v2"
 
-    def __init__(self, driver: StorageDriver, root: Path) -> None:
+    def __init__(self, driver: StorageDriver, root: Path | None) -> None:
         self.driver = driver
         self.root = root
         self._manifests: dict[str, Manifest | Issue] = {}

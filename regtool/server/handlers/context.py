@@ -45,7 +45,7 @@ class Context:
 
     def __init__(self, store: Store, options: Options) -> None:
         self.store = store
-        self.root: Path = store.root
+        self.root: Path | None = store.root
         self.layout = store.layout or "v2"
         self.options = options
         self.driver = store.driver

@@ -1,0 +1,77 @@
+"""What a scan of a v2 tree on an object store reads, settled or fetched ahead in bulk.
+
+A scan (ls, gc, verify) reads every link and every manifest. Most links need no read at all:
+a link holds the digest its folder is named after, and the listing's MD5 proves it; a tag's
+`current/link` holds one of the digests in the tag's own index. What is left, and every
+manifest a revision names, is fetched in one concurrent batch (`Snapshot.prefetch`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from regtool.layout.v2 import paths
+from regtool.layout.v2.reader import MAX_LINK_BYTES
+from regtool.model.manifest import MAX_MANIFEST_BYTES
+from regtool.storage.driver import StorageError
+from regtool.storage.snapshot import Snapshot
+
+AREAS = (paths.REPOSITORIES, paths.BLOBS)
+_REPO_PREFIX = paths.REPOSITORIES + "/"
+
+
+def _named_digest(parts: list[str]) -> str | None:
+    """`<alg>/<hex>/link` -> "alg:hex" when the folder names look like a digest."""
+    if len(parts) == 3 and parts[2] == paths.LINK and paths.is_digest_folder(parts[0], parts[1]):
+        return f"{parts[0]}:{parts[1]}"
+    return None
+
+
+def warm(snapshot: Snapshot, area: str) -> None:
+    """Settle the links of the repositories area and prefetch the rest and the manifests."""
+    if area != paths.REPOSITORIES:
+        return
+    unsettled: list[str] = []
+    manifests: set[str] = set()
+    current: dict[str, str] = {}  # current link -> its tag folder
+    candidates: dict[str, set[str]] = defaultdict(set)  # tag folder -> digests in its index
+    for info in snapshot.walk(area):
+        if not info.path.endswith("/" + paths.LINK) or info.size > MAX_LINK_BYTES:
+            continue
+        _, marker, rest = info.path[len(_REPO_PREFIX) :].partition(f"/{paths.MANIFESTS}/")
+        parts = rest.split("/")
+        if not marker:
+            _, marker, rest = info.path.partition(f"/{paths.LAYERS}/")
+            digest = _named_digest(rest.split("/")) if marker else None
+        elif parts[0] == "revisions":
+            digest = _named_digest(parts[1:])
+            if digest is not None:
+                manifests.add(digest)
+        elif parts[0] == paths.TAGS and len(parts) == 4 and parts[2:] == ["current", "link"]:
+            current[info.path] = info.path[: -len("/current/link")]
+            continue
+        elif parts[0] == paths.TAGS and len(parts) == 6 and parts[2] == paths.TAG_INDEX:
+            digest = _named_digest(parts[3:])
+            if digest is not None:
+                candidates[info.path.rpartition(f"/{paths.TAG_INDEX}/")[0]].add(digest)
+        else:
+            digest = None
+        if digest is None or not snapshot.settle(info.path, digest.encode()):
+            unsettled.append(info.path)
+    for link, tag in current.items():
+        if not any(snapshot.settle(link, d.encode()) for d in sorted(candidates.get(tag, ()))):
+            unsettled.append(link)
+    snapshot.prefetch(unsettled, MAX_LINK_BYTES)
+    for link in unsettled:  # what the fetched links name is read next
+        try:
+            manifests.add(snapshot.get(link, MAX_LINK_BYTES).decode("ascii").strip())
+        except (UnicodeDecodeError, StorageError):
+            continue  # the scan reads it again and reports it
+    snapshot.prefetch(
+        sorted(paths.blob_data(d) for d in manifests if _is_digest(d)), MAX_MANIFEST_BYTES
+    )
+
+
+def _is_digest(text: str) -> bool:
+    algorithm, _, hexpart = text.partition(":")
+    return paths.is_digest_folder(algorithm, hexpart)

@@ -1,0 +1,90 @@
+"""Snapshot: listings answered from one flat listing per area, kept true across writes.
+
+Run over the filesystem driver here (every answer must equal the driver's own); over a real
+S3 bucket in tests/storage/test_objectstore_scans.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from regtool.layout.v2 import bulk
+from regtool.layout.v2 import paths as v2paths
+from regtool.layout.v2.reader import V2Reader
+from regtool.ops.gc import GcOptions, plan_gc
+from regtool.ops.ls import list_tags
+from regtool.storage.driver import PathNotFound, StorageDriver
+from regtool.storage.filesystem import FilesystemDriver
+from regtool.storage.snapshot import Snapshot
+
+
+def folders(driver: StorageDriver, prefix: str) -> list[str]:
+    found, stack = [], [prefix]
+    while stack:
+        folder = stack.pop()
+        found.append(folder)
+        stack.extend(f"{folder}/{e.name}" for e in driver.list(folder) if e.is_dir)
+    return found
+
+
+def test_every_listing_equals_the_drivers_own(v2_root: Path) -> None:
+    driver = FilesystemDriver(v2_root)
+    view = Snapshot(driver, bulk.AREAS, bulk.warm)
+    for area in bulk.AREAS:
+        for folder in folders(driver, area):
+            assert view.list(folder) == driver.list(folder), folder
+            assert view.exists(folder)
+            assert list(view.walk(folder)) == list(driver.walk(folder)), folder
+        for info in driver.walk(area):
+            assert view.stat(info.path) == info
+            assert view.get(info.path) == driver.get(info.path)
+
+
+def test_outside_the_areas_the_driver_answers(v2_root: Path) -> None:
+    driver = FilesystemDriver(v2_root)
+    view = Snapshot(driver, bulk.AREAS)
+    assert view.list(v2paths.V2) == driver.list(v2paths.V2)
+    assert view.list("") == driver.list("")
+
+
+def test_a_key_missing_from_the_listing_is_not_found_without_asking(v2_root: Path) -> None:
+    driver = FilesystemDriver(v2_root)
+    view = Snapshot(driver, bulk.AREAS)
+    view.list(v2paths.BLOBS)  # listed now; a file written behind its back is not seen
+    (v2_root / v2paths.BLOBS / "late").write_bytes(b"x")
+    with pytest.raises(PathNotFound):
+        view.get(f"{v2paths.BLOBS}/late")
+    assert not view.exists(f"{v2paths.BLOBS}/late")
+
+
+def test_writes_through_the_view_keep_it_true(v2_root: Path) -> None:
+    driver = FilesystemDriver(v2_root, readonly=False, fsync=False)
+    view = Snapshot(driver, bulk.AREAS)
+    blob = next(driver.walk(v2paths.BLOBS))
+    folder = blob.path.rpartition("/")[0]
+    fan = folder.rpartition("/")[0]
+    view.delete(folder)
+    assert not view.exists(blob.path) and not (v2_root / blob.path).exists()
+    assert view.list(fan) == driver.list(fan)
+    view.put(f"{folder}/data", b"back")
+    assert view.get(f"{folder}/data") == b"back"
+    assert view.list(fan) == driver.list(fan)
+    view.move(f"{folder}/data", f"{folder}/moved")
+    assert [e.name for e in view.list(folder)] == ["moved"] == [e.name for e in driver.list(folder)]
+    for area in bulk.AREAS:
+        assert list(view.walk(area)) == [
+            info if info.path != f"{folder}/moved" else view.stat(info.path)
+            for info in driver.walk(area)
+        ]
+
+
+def test_ls_and_gc_plan_through_the_view_match_the_plain_reader(v2_root: Path) -> None:
+    driver = FilesystemDriver(v2_root)
+    plain = V2Reader(driver, v2_root)
+    viewed = V2Reader(Snapshot(driver, bulk.AREAS, bulk.warm), None)
+    assert list_tags(viewed) == list_tags(plain)
+    for untagged in (False, True):
+        options = GcOptions(grace=0.0, delete_untagged=untagged)
+        assert plan_gc(viewed, options).delete == plan_gc(plain, options).delete
