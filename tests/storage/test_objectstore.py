@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,6 +23,7 @@ from regtool.storage.driver import (
     TooLarge,
 )
 from regtool.storage.objectstore import ObjectStoreDriver, S3Settings
+from regtool.storage.s3config import RETRIES
 from tests.support.rgw import REPO_ROOT, new_bucket, s3_client
 
 MiB = 1 << 20
@@ -388,7 +390,48 @@ def test_unreachable_endpoint_fails_fast_in_one_line(rgw):
     assert found.message == f"cannot reach {endpoint}: connection refused"
 
 
-def test_its_own_readers_check_settings_at_start(rgw):
+class SlowDown(BaseHTTPRequestHandler):
+    """An S3 endpoint that always answers 503 SlowDown (and counts the requests)."""
+
+    requests = 0
+
+    def _answer(self) -> None:
+        type(self).requests += 1
+        body = b"<?xml version='1.0'?><Error><Code>SlowDown</Code></Error>"
+        self.send_response(503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_503_slowdown_is_retried_a_bounded_number_of_times():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowDown)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        driver = ObjectStoreDriver(
+            S3Settings("b", endpoint=endpoint, access_key="a", secret_key="s", secure=False)
+        )
+        started = time.monotonic()
+        with pytest.raises(StorageError) as failed:
+            driver.get("k")
+        assert time.monotonic() - started < 15
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert failed.value.message == f"{endpoint} answered 503 SlowDown"
+    assert SlowDown.requests == 1 + RETRIES
+
+
+def test_settings_that_cannot_be_honoured_are_refused_at_start(rgw):
     with pytest.raises(StorageError, match="keyid is set but encrypt is false"):
         ObjectStoreDriver(settings(rgw, "b", keyid="k1"))
     with pytest.raises(StorageError, match="storageclass 'GLACIER' is not supported"):
