@@ -141,8 +141,9 @@ class StorageDriver(Protocol):
         ...
 
     def walk(self, prefix: str) -> Iterator[FileInfo]:
-        """Every object below a prefix (files only), in sorted depth-first order; links and
-        special files come with `foreign` set and are not descended into."""
+        """Every object below a prefix (files only), each exactly once, in an order callers
+        must not rely on: depth-first by name on a filesystem, key order on an object store.
+        Links and special files come with `foreign` set and are not descended into."""
         ...
 
     def delete(self, path: str) -> None:
