@@ -58,7 +58,7 @@ def load_config(path: Path) -> RegistryConfig:
     root: Path | None = None
     s3 = None
     if "s3" in storage:
-        from regtool.layout.s3config import parse_s3
+        from regtool.layout.s3yaml import parse_s3
 
         s3 = parse_s3(storage["s3"], str(path))
     elif isinstance(filesystem, dict):

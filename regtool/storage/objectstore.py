@@ -220,7 +220,20 @@ class ObjectStoreDriver:
             except Exception as exc:
                 raise self._error(prefix, exc) from None
             for meta in page:
-                yield FileInfo(meta["path"], meta["size"], meta["last_modified"].timestamp(), False)
+                yield FileInfo(
+                    meta["path"],
+                    meta["size"],
+                    meta["last_modified"].timestamp(),
+                    False,
+                    md5=self._md5(meta.get("e_tag")),
+                )
+
+    def _md5(self, etag: str | None) -> str | None:
+        """The MD5 an ETag is, when it is one: one PUT, not encrypted with a KMS key."""
+        if etag is None or self.settings.keyid is not None:
+            return None
+        etag = etag.strip('"')
+        return etag if len(etag) == 32 and not etag.strip("0123456789abcdef") else None
 
     # -- writes ----------------------------------------------------------------------------
     def _writable(self, path: str) -> str:
