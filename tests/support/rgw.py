@@ -87,3 +87,19 @@ def new_bucket(client: Any) -> str:
     name = f"t-{uuid.uuid4().hex[:16]}"
     client.create_bucket(Bucket=name)
     return name
+
+
+def _load_script(name: str) -> ModuleType:
+    """A script of scripts/ as a module (registered, so its dataclasses work)."""
+    key = f"_regtool_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+s3load = _load_script("s3load")  # load_tree(cluster, bucket, tree, prefix), write_config(...)
