@@ -118,6 +118,14 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
         ),
     },
     "regtool.cli.commands.gc": {"_LONG_HEX": ("sub", near_misses("a", "") + near_misses("a/"))},
+    "regtool.storage.s3config": {
+        "_STATUS": ("search", near_misses("status code: 1") + near_misses(" ", "x")),
+        "_CODE": ("search", near_misses("<Code>a") + ["<Code>" + m for m in near_misses("a")]),
+        "_OS_MESSAGE": (
+            "search",
+            near_misses('message: "a') + ['message: "' + m for m in near_misses("a")],
+        ),
+    },
 }
 
 

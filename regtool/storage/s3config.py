@@ -149,7 +149,7 @@ def status_of(exc: BaseException) -> int | None:
 
 def _first_line(text: str) -> str:
     line = text.strip().split("\n", 1)[0].strip()
-    line = re.sub(r":?\s*<\?xml.*$", "", line)
+    line = line.split("<?xml", 1)[0].rstrip(": ")  # no XML error body
     return line[:300] if line else "unknown error"
 
 
