@@ -136,10 +136,32 @@ def collect_garbage(store: Store, options: GcOptions, shown: GcPlan | None = Non
             if plan.refused:
                 return GcResult(_without_deletions(plan))
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)
-            deleted, failed = delete_entries(driver, entries)
-            return GcResult(_without_deletions(plan, deleted), skipped, failed)
+            blobs = tuple(e for e in entries if PHASES.get(e.kind, LAST_PHASE) == LAST_PHASE)
+            deleted, failed = delete_entries(driver, entries[: len(entries) - len(blobs)])
+            if blobs and not failed:
+                blobs, late = _still_garbage(store, options, blobs)
+                skipped += late
+            elif failed:
+                failed += tuple((e, "not attempted: an earlier deletion failed") for e in blobs)
+                blobs = ()
+            gone, failed_blobs = delete_entries(driver, blobs)
+            return GcResult(
+                _without_deletions(plan, deleted + gone), skipped, failed + failed_blobs
+            )
     except LockTimeout as exc:
         raise lock_error(exc) from None
+
+
+def _still_garbage(
+    store: Store, options: GcOptions, blobs: tuple[GcEntry, ...]
+) -> tuple[tuple[GcEntry, ...], tuple[GcEntry, ...]]:
+    """(blobs still garbage, blobs something now needs), by a plan made just before the blob
+    phase: a tag or manifest written since the first plan (the reference registry takes no
+    lock, and an object store has none) keeps what it references."""
+    recheck = plan_gc(store.reread(), options, exact=True)
+    if recheck.refused:
+        return (), blobs
+    return intersect(recheck.delete, blobs)
 
 
 def _without_deletions(plan: GcPlan, delete: tuple[GcEntry, ...] = ()) -> GcPlan:

@@ -371,6 +371,39 @@ def test_collect_garbage_leaves_what_became_live_since_the_plan(v2_root):
     assert (v2_root / v2paths.blob_data(live)).exists()
 
 
+class TagsDuringDeletes:
+    """A driver that, when gc deletes its first manifest, lets a registry tag that manifest
+    again (as registry:2 would, taking no lock): its blobs must then survive."""
+
+    def __init__(self, driver, root: Path, digest: str) -> None:
+        self.driver, self.root, self.digest = driver, root, digest
+
+    def __getattr__(self, name: str):
+        return getattr(self.driver, name)
+
+    def delete(self, path: str) -> None:
+        self.driver.delete(path)
+        if "/_manifests/revisions/" in path:
+            link = self.root / v2paths.tag_current_link("busybox", "again")
+            link.parent.mkdir(parents=True)
+            link.write_text(self.digest)
+
+
+def test_a_tag_written_during_the_manifest_phase_keeps_its_blobs(v2_root):
+    import dataclasses
+
+    digest = UNTAGGED_BUSYBOX["digest"]
+    store = open_storage(v2_root, writable=True)
+    store = dataclasses.replace(store, driver=TagsDuringDeletes(store.driver, v2_root, digest))
+    result = collect_garbage(store, GcOptions(grace=0, delete_untagged=True))
+    assert f"busybox@{digest}" in {e.id for e in result.plan.delete}  # the manifest went
+    kept = {e.id for e in result.skipped}
+    assert digest in kept and UNTAGGED_BUSYBOX["config"] in kept
+    for blob in kept:
+        assert (v2_root / v2paths.blob_data(blob)).exists()
+    assert not {e.id for e in result.plan.delete if e.kind == "blob"}
+
+
 def test_collect_garbage_deletes_nothing_when_refused(v2_root):
     orphan = add_blob(v2_root)
     (v2_root / v2paths.blob_data(BUSYBOX["digest"])).write_bytes(b"")
