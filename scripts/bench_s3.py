@@ -25,7 +25,9 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -43,6 +45,7 @@ SECTION = "gc and ls on S3 (Ceph RGW)"
 BUCKET = "bench"
 PREFIX = "/registry"
 TAGS = 10
+TICK = os.sysconf("SC_CLK_TCK")
 ELIGIBLE = re.compile(r"^blob eligible for deletion: (\S+)\s*$", re.M)
 REF_S3 = "reference gc --dry-run, S3"
 REF_LOCAL = "reference gc --dry-run, local disk"
@@ -64,6 +67,8 @@ class Bench:
     stdout: str = ""
     failure: str = ""
     runs: list[_bench.Run] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)  # the command and its children
+    server_cpu: list[float] = field(default_factory=list)  # every daemon of the cluster
 
 
 def synthetic_tree(repos: int, tags: int) -> tuple[Path, dict]:
@@ -106,7 +111,31 @@ def probe(bench: Bench) -> None:
     bench.stdout = done.stdout
 
 
-def measure(benches: dict[str, Bench], runs: int) -> None:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _daemon_cpu(pids: Sequence[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def timed(bench: Bench, pids: Sequence[int]) -> None:
+    """One timed run: wall time and peak RSS (_bench.timed), client and server CPU."""
+    client, server = _children_cpu(), _daemon_cpu(pids)
+    bench.runs.append(_bench.timed(bench.cmd))
+    bench.client_cpu.append(_children_cpu() - client)
+    bench.server_cpu.append(_daemon_cpu(pids) - server)
+
+
+def measure(benches: dict[str, Bench], runs: int, pids: Sequence[int]) -> None:
     """Alternate the working commands `runs` times; a failure drops only that command."""
     for bench in benches.values():
         probe(bench)
@@ -117,7 +146,7 @@ def measure(benches: dict[str, Bench], runs: int) -> None:
             if bench.failure:
                 continue
             try:
-                bench.runs.append(_bench.timed(bench.cmd))
+                timed(bench, pids)
             except RuntimeError as e:
                 bench.failure = str(e).splitlines()[-1][:300]
         print(f"round {i + 1}/{runs} done", file=sys.stderr)
@@ -182,17 +211,24 @@ def table(benches: dict[str, Bench]) -> str:
     ref = benches[REF_S3]
     t_ref = _bench.median(ref.runs) if ref.runs and not ref.failure else None
     rows = [
-        "| measure | command | median | peak RSS | /reference on S3 |",
-        "|---|---|---|---|---|",
+        "| measure | command | median | each run (s) | client CPU | RGW CPU | peak RSS "
+        "| /ref. S3 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, bench in benches.items():
         if bench.failure or not bench.runs:
-            rows.append(f"| {name} | `{LABELS[name]}` | FAILED: {bench.failure} | - | - |")
+            rows.append(f"| {name} | `{LABELS[name]}` | FAILED: {bench.failure} |" + " - |" * 5)
             continue
         t = _bench.median(bench.runs)
         ratio = f"{t / t_ref:.3f}x" if t_ref else "-"
         rss = _bench.peak(bench.runs) / 1024
-        rows.append(f"| {name} | `{LABELS[name]}` | {t:.2f} s | {rss:.0f} MB | {ratio} |")
+        each = ", ".join(f"{r.seconds:.2f}" for r in bench.runs)
+        client = statistics.median(bench.client_cpu)
+        server = statistics.median(bench.server_cpu)
+        rows.append(
+            f"| {name} | `{LABELS[name]}` | {t:.2f} s | {each} | {client:.2f} s | {server:.2f} s "
+            f"| {rss:.0f} MB | {ratio} |"
+        )
     return "\n".join(rows)
 
 
@@ -234,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"uploaded {loaded.objects:,} objects in {loaded.seconds:.1f} s", file=sys.stderr)
         s3_config = s3load.write_config(cluster, BUCKET, PREFIX, WORK / f"{root.name}-s3.yml")
         benches = commands(s3_config, local_config(root), args.only)
-        measure(benches, args.runs)
+        measure(benches, args.runs, list(cluster.pids.values()))
     verdicts = plans(benches, set(report["orphaned_blobs"]))
     failed = [n for n, b in benches.items() if b.failure]
     ratios = []
@@ -259,7 +295,8 @@ Server: Ceph RGW (Debian) from `scripts/rgw.py`: 1 monitor, 1 memstore OSD, rado
 --tags {TAGS} --seed 1` (20 families, 20% of the tags untagged by a manifest delete):
 {files:,} files, uploaded by `scripts/s3load.py` (obstore, {s3load.INFLIGHT} PUTs in flight) as
 {loaded.objects:,} objects ({loaded.bytes:,} bytes) under `s3://{BUCKET}{PREFIX}/` in
-{loaded.seconds:.1f} s. {args.runs} alternating runs after a warm-up, medians;
+{loaded.seconds:.1f} s. {args.runs} alternating runs after a warm-up, medians; client CPU: the
+command's own (user + system, with its children), RGW CPU: the cluster daemons' during it;
 `python scripts/bench_s3.py{" --large" if args.large else ""} --runs {args.runs}\
 {" --only reference" if args.only else ""}`. regtool runs as `python -m regtool` from this
 checkout; the reference is docker-registry 2.8.2. S3.yml is the config `s3load.write_config`

@@ -87,15 +87,18 @@ def settings_of(source: Any) -> S3Settings:
 def key_prefix(rootdirectory: str) -> str:
     """The key of the storage path "/x" is key_prefix(root) + "x" (as the s3 driver builds it)."""
     trimmed = rootdirectory.strip("/")
+    if trimmed and any(part in ("", ".", "..") for part in trimmed.split("/")):
+        # obstore would quietly normalise such a key; the s3 driver would not
+        raise LoadError(f"rootdirectory {rootdirectory!r} has an empty, '.' or '..' component")
     return f"{trimmed}/" if trimmed else ""
 
 
 def plan(root: Path, rootdirectory: str) -> tuple[list[tuple[Path, str]], list[str]]:
     """(local file, key) for every regular file under root/docker, and the skipped entries."""
+    prefix = key_prefix(rootdirectory)
     top = root / TOP
     if not (top / "registry" / "v2").is_dir():
         raise LoadError(f"{root} holds no docker/registry/v2 folder")
-    prefix = key_prefix(rootdirectory)
     files: list[tuple[Path, str]] = []
     skipped: list[str] = []
     for folder, dirs, names in os.walk(top):  # never follows links to folders

@@ -106,6 +106,14 @@ def test_a_folder_without_a_registry_tree_is_refused_in_one_line(rgw, tmp_path):
     assert "never-made" not in [b["Name"] for b in s3_client(rgw).list_buckets()["Buckets"]]
 
 
+@pytest.mark.parametrize("rootdirectory", ["/a//b", "/a/./b", "../up"])
+def test_a_rootdirectory_the_driver_would_not_normalise_is_refused(rgw, v2_root, rootdirectory):
+    bucket = f"never-{uuid.uuid4().hex[:16]}"
+    with pytest.raises(s3load.LoadError, match="has an empty, '.' or '..' component"):
+        s3load.load_tree(rgw, bucket, v2_root, rootdirectory)
+    assert bucket not in [b["Name"] for b in s3_client(rgw).list_buckets()["Buckets"]]
+
+
 def reference_gc(config: Path) -> tuple[set[str], str]:
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # 2.8.2 panics on it
     proc = subprocess.run(
