@@ -135,6 +135,11 @@ class RegistryReader(Protocol):
         """
         ...
 
+    def prefetch(self) -> None:
+        """Called before a scan resolves every tag: fetch ahead in bulk what it will read,
+        where the storage makes that pay (an object store); otherwise nothing."""
+        ...
+
     def has_manifest(self, repository: str, digest: str) -> bool:
         """Whether `digest` is a manifest (v1: an image) this repository can serve."""
         ...

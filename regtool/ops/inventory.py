@@ -140,8 +140,10 @@ def _parallel_scan(reader: RegistryReader, names: list[str], workers: int) -> Sc
     return tags, needs
 
 
-def _workers(repositories: int) -> int:
+def _workers(repositories: int, reader: RegistryReader) -> int:
     if repositories < PARALLEL_MIN_REPOSITORIES or not hasattr(os, "fork"):
+        return 1
+    if not reader.driver.forks:
         return 1
     return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
@@ -150,7 +152,8 @@ def take_inventory(reader: RegistryReader) -> Inventory:
     """Resolve every tag of every repository (each manifest digest once)."""
     repositories = tuple(reader.repositories())
     names = [repo.name for repo in repositories]
-    workers = _workers(len(names))
+    reader.prefetch()
+    workers = _workers(len(names), reader)
     if workers > 1:
         scanned, needs = _parallel_scan(reader, names, workers)
     else:

@@ -118,6 +118,10 @@ class Entry:
 class StorageDriver(Protocol):
     """What layouts need from a place that stores bytes."""
 
+    # True when a forked child process may go on using the driver (no threads, pools or
+    # connections behind it): ops fork workers on big local trees only.
+    forks: bool
+
     def get(self, path: str, limit: int | None = None) -> bytes:
         """The whole object; with `limit`, TooLarge when it holds more (at most limit+1 read)."""
         ...

@@ -45,6 +45,8 @@ _HELD_LOCK = threading.Lock()
 class FilesystemDriver:
     """Bytes under `root`. With `readonly=True` every write raises (ls/layers/verify use that)."""
 
+    forks = True  # a forked child may go on reading through it
+
     def __init__(self, root: Path | str, *, readonly: bool = False, fsync: bool = True) -> None:
         self.root = Path(root)
         self._prefix = str(self.root) + os.sep

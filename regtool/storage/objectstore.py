@@ -36,6 +36,8 @@ UNSUPPORTED = "not supported on object storage yet"
 class ObjectStoreDriver:
     """Bytes in an S3 bucket. With `readonly=True` every write raises."""
 
+    forks = False  # a client runtime with threads and connections: not in a forked child
+
     def __init__(self, settings: S3Settings, *, readonly: bool = True) -> None:
         self.settings = settings
         self.readonly = readonly

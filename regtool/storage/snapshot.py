@@ -38,6 +38,7 @@ def _parent(path: str) -> str:
 class Snapshot:
     """Read listings of `areas` from memory; see the module docstring."""
 
+    forks = False  # its driver is an object store
     def __init__(
         self, driver: StorageDriver, areas: Iterable[str], warm: Warm | None = None
     ) -> None:

@@ -47,7 +47,22 @@ def test_inventory_switches_to_workers_on_many_repositories(tmp_path, monkeypatc
 
     monkeypatch.setattr(inventory, "PARALLEL_MIN_REPOSITORIES", 10)
     monkeypatch.setattr(inventory, "_parallel_scan", spy)
-    monkeypatch.setattr(inventory, "_workers", lambda n: 2)
+    monkeypatch.setattr(inventory, "_workers", lambda n, reader: 2)
     parallel_rows = tag_rows(inventory.take_inventory(open_reader(tmp_path / "root")))
     assert calls == [2]
     assert parallel_rows == serial_rows
+
+
+def test_no_worker_is_forked_over_an_object_store_view(v2_root, monkeypatch):
+    """A forked child must not inherit an object-store client (threads, connections)."""
+    from regtool.layout.v2 import bulk
+    from regtool.layout.v2.reader import V2Reader
+    from regtool.storage.filesystem import FilesystemDriver
+    from regtool.storage.snapshot import Snapshot
+
+    monkeypatch.setattr(inventory, "PARALLEL_MIN_REPOSITORIES", 1)
+    monkeypatch.setattr(inventory.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    local = open_reader(v2_root)
+    viewed = V2Reader(Snapshot(FilesystemDriver(v2_root), bulk.AREAS, bulk.warm), None)
+    assert inventory._workers(100, local) > 1
+    assert inventory._workers(100, viewed) == 1

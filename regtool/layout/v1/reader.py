@@ -77,6 +77,9 @@ class V1Reader(ForeignNotes):
                 result.append(TagLink(repository, tag, None, path, issue))
         return result
 
+    def prefetch(self) -> None:
+        """Nothing to fetch ahead on a v1 tree."""
+
     def has_manifest(self, repository: str, digest: str) -> bool:
         return is_v1_id(digest) and self.driver.exists(paths.image_json(digest))
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from regtool.layout.v2 import paths
-from regtool.layout.v2.reader import MAX_LINK_BYTES
-from regtool.model.manifest import MAX_MANIFEST_BYTES
+from regtool.layout.v2.reader import MAX_LINK_BYTES, V2Reader
+from regtool.model import mediatype as mt
+from regtool.model.config import MAX_CONFIG_BYTES
+from regtool.model.manifest import MAX_MANIFEST_BYTES, ImageManifest
 from regtool.storage.driver import StorageError
 from regtool.storage.snapshot import Snapshot
 
@@ -75,3 +77,23 @@ def warm(snapshot: Snapshot, area: str) -> None:
 def _is_digest(text: str) -> bool:
     algorithm, _, hexpart = text.partition(":")
     return paths.is_digest_folder(algorithm, hexpart)
+
+
+def prefetch_configs(reader: V2Reader) -> None:
+    """Fetch the config of every stored manifest in one batch (ls and layers read them all)."""
+    prefetch = getattr(reader.driver, "prefetch", None)
+    if prefetch is None:
+        return
+    configs: set[str] = set()
+    marker = f"/{paths.MANIFESTS}/revisions/"
+    for info in reader.driver.walk(paths.REPOSITORIES):
+        _, found, rest = info.path.partition(marker)
+        digest = _named_digest(rest.split("/")) if found else None
+        if digest is None:
+            continue
+        manifest = reader.manifest(digest)
+        if isinstance(manifest, ImageManifest):
+            config = manifest.config
+            if mt.is_image_config(config.media_type) and config.size <= MAX_CONFIG_BYTES:
+                configs.add(paths.blob_data(config.digest))
+    prefetch(sorted(configs), MAX_CONFIG_BYTES)

@@ -136,6 +136,14 @@ class V2Reader(ForeignNotes):
                     result.append((link, None, exc.issue))
         return result
 
+    def prefetch(self) -> None:
+        """Before resolving every tag: on a bulk view of an object store, fetch the configs
+        of every stored manifest in one batch (a no-op on a disk)."""
+        if getattr(self.driver, "prefetch", None) is not None:
+            from regtool.layout.v2.bulk import prefetch_configs
+
+            prefetch_configs(self)
+
     def has_manifest(self, repository: str, digest: str) -> bool:
         return self.driver.exists(paths.revision_link(repository, digest))
 
