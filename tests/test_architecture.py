@@ -81,11 +81,10 @@ def test_only_paths_modules_spell_layout_paths():
 STORE_MODULE = PACKAGE / "layout" / "store.py"
 CONCRETE_STORAGE = {
     f"regtool.storage.{name}"
-    for name in ("filesystem", "nofollow", "lock", "objectstore", "s3config")
+    for name in ("filesystem", "fs_scan", "nofollow", "lock", "objectstore", "s3config")
 }
-# ops/gc_io.py keeps its os-level fast paths (and an isinstance on the filesystem driver)
-# until the gc fast paths move into the driver (issue 9).
-SEAM_EXCEPTIONS = {PACKAGE / "ops" / "gc_io.py"}
+# No exceptions left: gc's fast paths live in the drivers (`scanner()`, storage/fs_scan.py).
+SEAM_EXCEPTIONS: set[Path] = set()
 
 
 def _above_the_store():

@@ -27,7 +27,7 @@ from regtool.model.manifest import (
     parse_manifest,
 )
 from regtool.ops.gc import GcEntry, GcOptions, GcPlan, judge_foreign
-from regtool.ops.gc_io import Files, Node, quick_node, run_parts, split, worker_count
+from regtool.ops.gc_io import Node, quick_node, run_parts, split, worker_count
 from regtool.ops.gc_v2_sweep import RepoState, Sweeper
 from regtool.storage.driver import ForeignObjectError, PathNotFound, StorageDriver, StorageError
 
@@ -41,7 +41,7 @@ class V2Collector(Sweeper):
         self.exact = exact
         self.foreign_links: set[str] = set()  # links not read: a link or FIFO on the way
         self.driver: StorageDriver = reader.driver
-        self.files = Files(reader.driver)
+        self.files = reader.driver.scanner()
         self.reader = reader
         self.options = options
         self.now = now

@@ -19,8 +19,8 @@ from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES
 from regtool.model.digest import ALGORITHMS
 from regtool.ops.gc import GcEntry
-from regtool.ops.gc_io import Child, Files, Folder
 from regtool.storage.driver import StorageDriver, StorageError
+from regtool.storage.scan import Child, Folder, Scan
 
 SHA256 = "sha256"
 
@@ -51,7 +51,7 @@ class Sweeper:
     """Mixed into the collector: it provides the marks, the clock and the reads."""
 
     driver: StorageDriver
-    files: Files
+    files: Scan
     exact: bool  # list every folder about to be deleted (the real run)
     cutoff: float | None
     upload_cutoff: float

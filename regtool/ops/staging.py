@@ -192,6 +192,7 @@ class Tidying:
     def __init__(self, driver: StorageDriver) -> None:
         self.inner = driver
         self.forks = driver.forks
+        self.scanner = driver.scanner
 
     def __getattr__(self, name: str) -> object:  # root, full, ...
         return getattr(self.inner, name)

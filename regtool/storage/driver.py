@@ -12,7 +12,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from regtool.storage.scan import Scan
 
 
 class StorageError(Exception):
@@ -169,6 +172,10 @@ class StorageDriver(Protocol):
 
     def remove_empty_parents(self, path: str, stop: str) -> None:
         """Remove `path` and its parents while they are empty folders, up to `stop`."""
+        ...
+
+    def scanner(self) -> Scan:
+        """Bulk reads for a scan of the whole storage (gc): the driver's own fast paths."""
         ...
 
     def hold(self, path: str) -> AbstractContextManager[None]:

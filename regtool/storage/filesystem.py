@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from regtool.storage import nofollow
 from regtool.storage.driver import (
@@ -41,6 +41,9 @@ CHUNK = 1 << 20
 _HELD: set[tuple[int, int]] = set()
 _HELD_LOCK = threading.Lock()
 
+if TYPE_CHECKING:
+    from regtool.storage.scan import Scan
+
 
 class FilesystemDriver:
     """Bytes under `root`. With `readonly=True` every write raises (ls/layers/verify use that)."""
@@ -53,6 +56,11 @@ class FilesystemDriver:
         self.readonly = readonly
         self.fsync = fsync
         self.beneath = Beneath(str(self.root))
+
+    def scanner(self) -> Scan:
+        from regtool.storage.fs_scan import LocalScan
+
+        return LocalScan(self)
 
     # -- paths -------------------------------------------------------------------------
     def full(self, path: str) -> str:

@@ -21,6 +21,7 @@ from regtool.storage.driver import (
     TooLarge,
 )
 from regtool.storage.s3config import S3Settings, make_store, put_attributes, status_of, translate
+from regtool.storage.scan import Scan
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -44,6 +45,9 @@ class ObjectStoreDriver:
         self._attributes = put_attributes(settings)
         self.store = make_store(settings, timeout="10min")
         self._check_store = make_store(settings, timeout="5s", retries=1)
+
+    def scanner(self) -> Scan:
+        return Scan(self)
 
     # -- keys and errors -------------------------------------------------------------------
     def _key(self, path: str) -> str:

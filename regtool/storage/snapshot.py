@@ -26,6 +26,7 @@ from regtool.storage.driver import (
     StorageError,
     TooLarge,
 )
+from regtool.storage.scan import Scan
 
 # Called once an area is listed, to settle and prefetch what the scans will read.
 Warm = Callable[["Snapshot", str], None]
@@ -39,6 +40,7 @@ class Snapshot:
     """Read listings of `areas` from memory; see the module docstring."""
 
     forks = False  # its driver is an object store
+
     def __init__(
         self, driver: StorageDriver, areas: Iterable[str], warm: Warm | None = None
     ) -> None:
@@ -49,6 +51,9 @@ class Snapshot:
         self._files: dict[str, FileInfo] = {}
         self._dirs: dict[str, dict[str, bool]] = {}  # folder -> child name -> is_dir
         self._cache: dict[str, bytes] = {}
+
+    def scanner(self) -> Scan:
+        return Scan(self)
 
     def fresh(self) -> Snapshot:
         """A new view over the same driver, listed again on first use."""

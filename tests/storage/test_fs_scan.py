@@ -1,4 +1,5 @@
-"""gc's lean reads (Files.read): bounded, regular files only, never through a link."""
+"""The filesystem scan's lean reads (LocalScan.read, gc's hot path): bounded, regular files
+only, never through a link."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from regtool.ops.gc_io import READ_CHUNK, Files
 from regtool.storage.driver import ForeignObjectError, PathNotFound, StorageError, TooLarge
 from regtool.storage.filesystem import FilesystemDriver
+from regtool.storage.fs_scan import READ_CHUNK, LocalScan
 
 
 @pytest.fixture
-def files(tmp_path: Path, walk_mode: str) -> Files:
+def files(tmp_path: Path, walk_mode: str) -> LocalScan:
     (tmp_path / "root" / "a").mkdir(parents=True)
-    return Files(FilesystemDriver(tmp_path / "root", readonly=True))
+    scan = FilesystemDriver(tmp_path / "root", readonly=True).scanner()
+    assert isinstance(scan, LocalScan)
+    return scan
 
 
 @pytest.mark.parametrize("size", [0, 10, READ_CHUNK - 1, READ_CHUNK, 3 * READ_CHUNK + 5])
