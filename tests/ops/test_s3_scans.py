@@ -132,6 +132,37 @@ def test_after_a_real_gc_on_the_bucket_the_reference_serves_every_remaining_tag(
             assert f"sha256:{pulled}" == EXPECTED["manifests"][name]["digest"]
 
 
+def test_export_from_the_bucket_writes_the_same_tarball(
+    bucket_config: Path, tmp_path: Path
+) -> None:
+    tarballs = []
+    for where in (("--root", str(V2_FIXTURE)), ("--config", str(bucket_config))):
+        out_file = tmp_path / f"{len(tarballs)}.tar"
+        code, out = regtool("export", "centos:httpd", "busybox:latest", "-o", str(out_file), *where)
+        assert code == 0, out
+        tarballs.append(out_file.read_bytes())
+    assert tarballs[0] == tarballs[1] and len(tarballs[0]) > 10_000
+
+
+def test_rm_on_the_bucket_removes_what_it_removes_on_a_disk(rgw: Any, tmp_path: Path) -> None:
+    import shutil
+
+    bucket = new_bucket(s3_client(rgw))
+    s3load.load_tree(rgw, bucket, V2_FIXTURE, PREFIX)
+    config = s3load.write_config(rgw, bucket, PREFIX, tmp_path / "s3.yml")
+    local = shutil.copytree(V2_FIXTURE, tmp_path / "local")
+    results = []
+    for where in (("--root", str(local)), ("--config", str(config))):
+        code, out = regtool("rm", "centos:6.7", "gjkdhr/centos:httpd", "--yes", *where)
+        assert code == 0, out
+        code, out = regtool("ls", *where, "-f", "json")
+        results.append(json.loads(out))
+    assert results[0] == results[1]
+    assert {(r["repository"], r["tag"]) for r in results[1]}.isdisjoint(
+        {("centos", "6.7"), ("gjkdhr/centos", "httpd")}
+    )
+
+
 # -- a bucket that cannot be read: one line, exit 3 -------------------------------------------
 def config_with(tmp_path: Path, bucket_config: Path, **changes: object) -> Path:
     doc = yaml.safe_load(bucket_config.read_text())
