@@ -12,11 +12,11 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from regtool.model import mediatype as mt
 from regtool.model.jsondoc import JsonError, parse_json
+from regtool.model.references import Node
 from regtool.storage.scan import Scan
 
 HEX = "0123456789abcdef"
@@ -68,15 +68,6 @@ def quick_node(raw: bytes) -> Node | None:
     if artifact is not None and not isinstance(artifact, str):
         return None
     return Node((*blobs, *layers), (), None)
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """What a stored manifest references: blobs, child manifests, and its subject."""
-
-    blobs: tuple[str, ...]
-    children: tuple[str, ...]
-    subject: str | None
 
 
 def worker_count(scan: Scan, repositories: int) -> int:

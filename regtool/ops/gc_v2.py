@@ -21,13 +21,12 @@ from regtool.layout.v2.reader import MAX_LINK_BYTES, V2Reader
 from regtool.model.digest import DigestError, parse_digest
 from regtool.model.manifest import (
     MAX_MANIFEST_BYTES,
-    ImageIndex,
     ManifestError,
-    Schema1Manifest,
     parse_manifest,
 )
+from regtool.model.references import Node, node_of, retained
 from regtool.ops.gc import GcEntry, GcOptions, GcPlan, judge_foreign
-from regtool.ops.gc_io import Node, quick_node, run_parts, split, worker_count
+from regtool.ops.gc_io import quick_node, run_parts, split, worker_count
 from regtool.ops.gc_v2_sweep import RepoState, Sweeper
 from regtool.storage.driver import ForeignObjectError, PathNotFound, StorageDriver, StorageError
 
@@ -108,15 +107,7 @@ class V2Collector(Sweeper):
         except ManifestError as exc:
             self.problem(path, f"manifest {digest} ({context}) cannot be parsed: {exc}")
         else:
-            subject = manifest.subject.digest if manifest.subject is not None else None
-            if isinstance(manifest, ImageIndex):
-                children = tuple(d.digest for d in manifest.manifests)
-                node = Node((), children, subject)
-            elif isinstance(manifest, Schema1Manifest):
-                node = Node(manifest.fs_layers, (), None)
-            else:
-                blobs = (manifest.config.digest, *(d.digest for d in manifest.layers))
-                node = Node(blobs, (), subject)
+            node = node_of(manifest)
         self.nodes[digest] = node
         return node
 
@@ -196,34 +187,9 @@ class V2Collector(Sweeper):
             if digest not in keep and (self.recent(link) or self.recent(paths.blob_data(digest))):
                 keep.add(digest)
                 self.kept_recent += 1
-        while True:
-            reach = self.reachable(state.name, keep)
-            grown = False
-            for digest in state.revisions:
-                if digest in reach:
-                    continue
-                node = self.node(digest, f"untagged in {state.name}")
-                if node is None or (node.subject is not None and node.subject in reach):
-                    keep.add(digest)  # an artifact of a kept manifest, or unreadable: kept
-                    grown = True
-            if not grown:
-                break
+        reach = retained(keep, state.revisions, lambda d: self.node(d, f"in {state.name}"))
         state.keep = reach
         state.dropped = sorted(d for d in state.revisions if d not in reach)
-
-    def reachable(self, repository: str, roots: set[str]) -> set[str]:
-        """Manifests reachable from `roots` through index children (any depth)."""
-        seen: set[str] = set()
-        stack = list(roots)
-        while stack:
-            digest = stack.pop()
-            if digest in seen:
-                continue
-            seen.add(digest)
-            node = self.node(digest, f"in {repository}")
-            if node is not None:
-                stack.extend(node.children)
-        return seen
 
     def mark(self, state: RepoState) -> None:
         stack = sorted(state.keep)

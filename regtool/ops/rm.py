@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from regtool.errors import UsageError
-from regtool.layout.reader import RegistryReader, TagLink
+from regtool.layout.reader import Issue, RegistryReader, TagLink
 from regtool.layout.store import LockTimeout, Store
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.reader import V2Reader
-from regtool.model.manifest import ImageIndex
 from regtool.model.reference import DEFAULT_TAG
+from regtool.model.references import Node, node_of, reachable
 from regtool.ops.gc import (
     GcEntry,
     delete_entries,
@@ -154,14 +154,19 @@ def _plan_v2(reader: V2Reader, wanted: list[_Wanted]) -> RmPlan:
 
 
 def _still_needed(reader: V2Reader, want: _Wanted, removed: set[str]) -> str | None:
-    """The remaining tag of the repository that points at the manifest, if any."""
+    """The remaining tag of the repository that reaches the manifest, if any: itself, or
+    an index listing it at any depth."""
+
+    def load(digest: str) -> Node | None:
+        manifest = reader.manifest(digest)
+        return None if isinstance(manifest, Issue) else node_of(manifest)
+
     for link in reader.tags(want.repository):
         if link.tag in removed or link.digest is None:
             continue
         label = f"{want.repository}:{link.tag}"
         if link.digest == want.digest:
             return label
-        top = reader.manifest(link.digest)
-        if isinstance(top, ImageIndex) and any(c.digest == want.digest for c in top.manifests):
+        if want.digest in reachable((link.digest,), load):
             return f"{label} (an index listing it)"
     return None

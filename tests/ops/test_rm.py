@@ -66,6 +66,34 @@ def test_rm_v2_manifest_by_digest_keeps_a_child_of_a_tagged_index(v2_root):
     assert "multi:latest" in plan.notes[0]
 
 
+def test_rm_v2_keeps_a_child_an_index_of_indexes_still_reaches(v2_root):
+    import hashlib
+
+    top = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "digest": MULTI["digest"],
+                    "size": MULTI["size"],
+                }
+            ],
+        }
+    ).encode()
+    digest = f"sha256:{hashlib.sha256(top).hexdigest()}"
+    data = v2_root / v2paths.blob_data(digest)
+    data.parent.mkdir(parents=True)
+    data.write_bytes(top)
+    link = v2_root / v2paths.tag_current_link("multi", "nested")
+    link.parent.mkdir(parents=True)
+    link.write_text(digest)
+    plan = plan_rm(open_reader(v2_root), ["multi:latest", f"multi@{ARM_CHILD}"], manifest=True)
+    assert ("manifest", f"multi@{ARM_CHILD}") not in kinds(plan)
+    assert any("multi:nested" in note for note in plan.notes)
+
+
 def test_rm_v2_manifest_by_digest_removes_every_tag_pointing_at_it(v2_root):
     plan = plan_rm(open_reader(v2_root), [f"busybox@{BUSYBOX['digest']}"], manifest=True)
     assert kinds(plan) == {
