@@ -23,8 +23,19 @@ DEFAULT_GRACE = 3600.0  # 1h: pushes in flight (blobs before their manifest) sur
 DEFAULT_UPLOAD_AGE = 86400.0  # 24h, the same default as verify's stale-upload check
 
 # Deletion phases: references to an object go before the object itself.
+# Deletion order: what references comes before what it references, so that an interrupted
+# run leaves nothing that names a deleted object. Tags and their index entries name
+# manifests; manifests are served through the layer links of their repository; blobs last.
 PHASES = {"tag": 0, "link": 0, "file": 0, "manifest": 1, "upload": 2, "temp": 2, "repository": 3}
+LAYER_LINK_PHASE = 2  # a `_layers` link: after the manifests that need it
 LAST_PHASE = 4  # blob, image
+
+
+def phase(entry: GcEntry) -> int:
+    """When `entry` is deleted (see PHASES)."""
+    if entry.kind == "link" and "/_layers/" in entry.path:
+        return LAYER_LINK_PHASE
+    return PHASES.get(entry.kind, LAST_PHASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +97,7 @@ class GcResult:
 
 def ordered(entries: Iterable[GcEntry]) -> tuple[GcEntry, ...]:
     """Entries in a safe deletion order (stable within a phase)."""
-    return tuple(sorted(entries, key=lambda e: PHASES.get(e.kind, LAST_PHASE)))
+    return tuple(sorted(entries, key=phase))
 
 
 def plan_gc(reader: RegistryReader, options: GcOptions, *, exact: bool = False) -> GcPlan:
@@ -136,7 +147,7 @@ def collect_garbage(store: Store, options: GcOptions, shown: GcPlan | None = Non
             if plan.refused:
                 return GcResult(_without_deletions(plan))
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)
-            blobs = tuple(e for e in entries if PHASES.get(e.kind, LAST_PHASE) == LAST_PHASE)
+            blobs = tuple(e for e in entries if phase(e) == LAST_PHASE)
             deleted, failed = delete_entries(driver, entries[: len(entries) - len(blobs)])
             if blobs and not failed:
                 blobs, late = _still_garbage(store, options, blobs)
@@ -198,15 +209,15 @@ def delete_entries(
     failed: list[tuple[GcEntry, str]] = []
     phase_failed: int | None = None
     for entry in entries:
-        phase = PHASES.get(entry.kind, LAST_PHASE)
-        if phase_failed is not None and phase > phase_failed:
+        step = phase(entry)
+        if phase_failed is not None and step > phase_failed:
             failed.append((entry, "not attempted: an earlier deletion failed"))
             continue
         try:
             remove(driver, entry)
         except (StorageError, OSError) as exc:
             failed.append((entry, str(exc)))
-            phase_failed = phase if phase_failed is None else phase_failed
+            phase_failed = step if phase_failed is None else phase_failed
             continue
         deleted.append(entry)
     return tuple(deleted), tuple(failed)

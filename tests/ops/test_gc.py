@@ -86,14 +86,9 @@ def test_deletion_order_puts_references_before_what_they_name():
         GcEntry("manifest", "m", 0, "m"),
         GcEntry("upload", "u", 0, "u"),
         GcEntry("link", "l", 0, "l"),
+        GcEntry("link", "r@b", 0, "docker/registry/v2/repositories/r/_layers/sha256/b"),
     ]
-    assert [e.kind for e in ordered(entries)] == [
-        "link",
-        "manifest",
-        "upload",
-        "repository",
-        "blob",
-    ]
+    assert [e.id for e in ordered(entries)] == ["l", "m", "u", "r@b", "r", "b"]
 
 
 # -- v2 mark and sweep ----------------------------------------------------------------------
