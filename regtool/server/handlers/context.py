@@ -13,6 +13,7 @@ from regtool.layout.store import LockTimeout, Store
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import V2Reader
+from regtool.layout.v2.uploads import UploadSessions
 from regtool.layout.v2.writer import V2Writer
 from regtool.model.digest import DigestError, parse_digest
 from regtool.model.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
@@ -155,6 +156,13 @@ class Context:
             self.referrers_cache.pop(name, None)
 
     # -- writes --------------------------------------------------------------------------
+    @property
+    def uploads(self) -> UploadSessions:
+        """The storage's upload sessions (callers check writes are allowed first)."""
+        if self.store.uploads is None:
+            raise ApiError("UNSUPPORTED", "this registry is read-only")
+        return self.store.uploads
+
     def check_writable(self, *, deleting: bool = False) -> None:
         if self.layout == "v1":
             raise ApiError("UNSUPPORTED", V1_HINT)
