@@ -31,6 +31,7 @@ class Options:
     read_only: bool = False
     delete_enabled: bool = True
     lock_timeout: float = LOCK_TIMEOUT
+    redirect: bool = False  # blob GETs answer 307 to a presigned URL where the storage has them
 
 
 def media_type_of(raw: bytes) -> str:
@@ -105,8 +106,19 @@ class Context:
         return self.present(paths.revision_link(name, digest))
 
     def tag_digest(self, name: str, tag: str) -> str | None:
-        """The digest a tag points to; cached, revalidated by the link file's mtime."""
+        """The digest a tag points to; cached, revalidated by the link file's mtime. Not on
+        an object store: its whole-second mtimes miss a tag moved by another instance
+        within the second (and one GET costs what the revalidating HEAD would)."""
         link = paths.tag_current_link(name, tag)
+        if self.root is None:
+            try:
+                text = self.driver.get(link).decode("ascii", "replace")
+            except PathNotFound:
+                return None
+            try:
+                return parse_digest(text)
+            except DigestError:
+                return None
         try:
             mtime = self.driver.stat(link).mtime
         except PathNotFound:
