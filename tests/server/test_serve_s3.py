@@ -385,3 +385,13 @@ def test_after_serving_verify_finds_no_error_and_gc_plans_nothing_live(
     pushed = json.dumps([EXPECTED["manifests"][t] for t in ("centos:httpd", "multi:latest")])
     live = set(re.findall(r"sha256:[0-9a-f]{64}", pushed))
     assert live and not live & {e["id"] for e in planned}
+
+
+def test_tls_auto_on_a_bucket_keeps_its_ca_beside_the_config(
+    bucket: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tmp_path / "tls.yml"
+    config.write_text(bucket["stream"].read_text())
+    with subprocess_server(None, "--tls", "auto", config=config) as served:
+        assert served.url.startswith("https://")
+    assert (tmp_path / "tls-tls").is_dir() and any((tmp_path / "tls-tls").iterdir())
