@@ -99,6 +99,7 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "_UPLOAD_FILE_RE": (
             "fullmatch",
             ["hashstates/sha256/" + m for m in near_misses("1", "x")]
+            + ["chunks/" + m for m in near_misses("1", "x")]
             + ["startedat." + m for m in near_misses("a-", ".tm")],
         ),
         "_LINK_FOLDER_FILE": ("fullmatch", ["link." + m for m in near_misses("a-", "x")]),

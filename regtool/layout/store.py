@@ -19,6 +19,7 @@ from regtool.storage.driver import LockTimeout, StorageDriver, StorageError
 from regtool.storage.filesystem import FilesystemDriver
 
 if TYPE_CHECKING:  # the writer and the lock load only when used: read-only commands start fast
+    from regtool.layout.v2.uploads import UploadSessions
     from regtool.layout.v2.writer import V2Writer
     from regtool.storage.objectstore import S3Settings
 
@@ -32,7 +33,7 @@ class Store:
     `root` is the local folder, None on an object store; `location` names either for
     messages. `writer` is a V2Writer on a writable store whose layout is not v1, else None.
     `driver` is the reader's driver (writable iff the store is); ops still use it to delete
-    entries.
+    entries. `uploads` keeps blob upload sessions (with the writer; None without one).
     """
 
     root: Path | None
@@ -43,6 +44,13 @@ class Store:
     writable: bool
     fsync: bool  # writes reach the disk file by file (False: the caller flushes)
     location: str = ""
+    uploads: UploadSessions | None = None
+
+    def signed_url(self, path: str, seconds: int = 1200) -> str | None:
+        """A URL that serves the object at `path` to anyone holding it for `seconds` (a
+        presigned GET), or None where the storage cannot make one (a local folder)."""
+        sign = getattr(self.driver, "sign", None)
+        return sign(path, seconds) if sign is not None else None
 
     def reread(self) -> RegistryReader:
         """A reader over the same storage with nothing cached: what it read before, and an
@@ -114,11 +122,14 @@ def open_storage(
     else:
         reader = V2Reader(driver, base)
     writer = None
+    uploads = None
     if writable and layout != "v1":
+        from regtool.layout.v2.uploads import FilesystemUploads
         from regtool.layout.v2.writer import V2Writer
 
         writer = V2Writer(driver)
-    return Store(base, layout, driver, reader, writer, writable, fsync, str(base))
+        uploads = FilesystemUploads(writer, fsync=fsync)
+    return Store(base, layout, driver, reader, writer, writable, fsync, str(base), uploads)
 
 
 def open_bucket(settings: S3Settings, *, writable: bool = False, bulk: bool = True) -> Store:
@@ -146,11 +157,15 @@ def open_bucket(settings: S3Settings, *, writable: bool = False, bulk: bool = Tr
     else:
         reader = V2Reader(driver, None)
     writer = None
+    uploads = None
     if writable and layout != "v1":
+        from regtool.layout.v2.uploads_s3 import ObjectStoreUploads
         from regtool.layout.v2.writer import V2Writer
 
         writer = V2Writer(driver)
-    return Store(None, layout, driver, reader, writer, writable, True, location)
+        # sessions go to the bucket itself (never through a Snapshot: other instances write)
+        uploads = ObjectStoreUploads(V2Writer(store), store)
+    return Store(None, layout, driver, reader, writer, writable, True, location, uploads)
 
 
 def _bulk_view(driver: StorageDriver, layout: Layout | None) -> StorageDriver:

@@ -176,8 +176,15 @@ def error_response(exc: ApiError) -> Response:
     return Response(exc.status, headers, exc.body())
 
 
-def open_context(root: Path, options: Options) -> Context:
-    """The context serving `root`; a missing or empty root becomes an empty v2 tree."""
+def open_context(root: Path | None, options: Options, config: Path | None = None) -> Context:
+    """The context serving `root`; a missing or empty root becomes an empty v2 tree.
+    With root None, the storage `config` names (an S3 bucket), read without a snapshot:
+    other servers on the bucket write to it too."""
+    if root is None:
+        if config is None:
+            raise ValueError("open_context needs a root or a config")
+        store = open_storage(None, config, writable=not options.read_only, bulk=False)
+        return Context(store, options)
     if not root.exists() or (root.is_dir() and not any(root.iterdir())):
         if options.read_only:
             root.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 A key serve cannot honour is refused (UsageError naming it) when going on without it would
 serve something else than what the file asks for in a way that matters: an auth scheme
-(ignoring it serves without auth), TLS options, other storage drivers, a unix socket, a
+(ignoring it serves without auth), TLS options, storage drivers other than filesystem and
+s3, a unix socket, a
 path prefix, proxy (pull-through) mode, manifest URL policies, notifications (events
 that would silently stop). Keys that only tune distribution's own machinery (caches,
 redis, health checks, reporting, middleware that redirects to a CDN) are reported in one
@@ -33,8 +34,8 @@ _FIELD_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
 QUIET = frozenset({"version", "log", "loglevel"})  # how distribution logs: nothing to do here
 WARNED = ("redis", "health", "reporting", "compatibility", "catalog", "middleware")
 HTTP_USED = frozenset({"addr", "net", "prefix", "tls", "headers", "secret", "relativeurls"})
-STORAGE_SECTIONS = frozenset({"filesystem", "delete", "maintenance", "cache"})
-STORAGE_WARNED = ("redirect", "tag")
+STORAGE_SECTIONS = frozenset({"filesystem", "s3", "delete", "maintenance", "cache"})
+STORAGE_WARNED = ("redirect", "tag")  # redirect is honoured on a bucket (presigned URLs)
 TLS_USED = frozenset({"certificate", "key", "minimumtls"})
 REGTOOL_KEYS = frozenset({"maxconnections", "idletimeout"})
 
@@ -56,6 +57,8 @@ class ServeSettings:
     max_connections: int | None = None
     idle_timeout: float | None = None
     ignored: tuple[str, ...] = ()  # keys read and not acted on (worth one warning)
+    bucket: bool = False  # storage.s3: the storage is opened from the config, not a root
+    redirect: bool = True  # storage.redirect.disable unset: blob GETs redirect (on a bucket)
 
 
 def serve_settings(config: RegistryConfig) -> ServeSettings:
@@ -90,7 +93,9 @@ class _Reader:
         for name in raw:
             if name not in QUIET and name not in ("storage", "http", "auth", "regtool"):
                 self._top_level(raw, str(name))
-        self._storage(self.section(raw, "storage", "storage"))
+        storage = self.section(raw, "storage", "storage")
+        self._storage(storage)
+        redirect = self.section(storage, "redirect", "storage.redirect")
         http = self.section(raw, "http", "http")
         self._http(http)
         cert, key, minimum = self._tls(self.section(http, "tls", "http.tls"))
@@ -110,7 +115,17 @@ class _Reader:
             max_connections=max_connections,
             idle_timeout=idle_timeout,
             ignored=tuple(self.ignored),
+            bucket=self.config.s3 is not None,
+            redirect=not self._flag(redirect, "disable", "storage.redirect.disable"),
         )
+
+    def _flag(self, section: dict[str, Any], key: str, dotted: str) -> bool:
+        value = section.get(key)
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise self.refuse(dotted, f"must be true or false, not {value!r}")
 
     def _top_level(self, raw: dict[str, Any], key: str) -> None:
         value = raw[key]
@@ -153,13 +168,15 @@ class _Reader:
 
     def _storage(self, storage: dict[str, Any]) -> None:
         for key in storage:
+            if key == "redirect" and self.config.s3 is not None:
+                continue
             if key in STORAGE_WARNED:
                 self.ignored.append(f"storage.{key}")
             elif key not in STORAGE_SECTIONS:
                 raise self.refuse(
                     f"storage.{key}",
                     f"storage driver {key} is not supported (regtool serves the filesystem "
-                    "driver only)",
+                    "and s3 drivers)",
                 )
         maintenance = self.section(storage, "maintenance", "storage.maintenance")
         if maintenance.get("uploadpurging") is not None:

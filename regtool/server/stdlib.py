@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl, unquote
 
 from regtool.server.app import App, error_response
 from regtool.server.http import ApiError, Request, Response, parse_count
+from regtool.storage.driver import StorageError
 
 MAX_LINE = 65536  # bytes in the request line, a header line or a chunk-size line
 MAX_HEADERS = 200
@@ -293,9 +294,15 @@ class RegistryHandler(socketserver.StreamRequestHandler):
 
     def _sendfile(self, response: Response) -> None:
         """Send a file region with the socket in blocking mode, so the kernel moves it in as
-        few sendfile(2) calls as it can (a stalled client still times out: SO_SNDTIMEO)."""
+        few sendfile(2) calls as it can (a stalled client still times out: SO_SNDTIMEO).
+        A handle that is no file (an object store's ranged reader) is streamed."""
         sock = self.connection
         assert response.file is not None
+        try:
+            response.file.fileno()
+        except (OSError, ValueError):  # io.UnsupportedOperation is both
+            self._stream(response)
+            return
         if isinstance(sock, ssl.SSLSocket):
             sock.sendfile(response.file, response.offset, response.length)
             return
@@ -304,6 +311,25 @@ class RegistryHandler(socketserver.StreamRequestHandler):
             sock.sendfile(response.file, response.offset, response.length)
         finally:
             sock.settimeout(self.server.idle_timeout)
+
+    def _stream(self, response: Response) -> None:
+        """Copy `length` bytes from `offset` of a readable handle to the client. The
+        headers are out: a storage error now can only be logged and the connection
+        closed (the client sees a short body)."""
+        handle, left = response.file, response.length
+        assert handle is not None
+        try:
+            if response.offset:
+                handle.seek(response.offset)
+            while left > 0:
+                data = handle.read(min(CHUNK, left))
+                if not data:
+                    raise StorageError("-", f"ended {left} bytes early")
+                self.connection.sendall(data)
+                left -= len(data)
+        except StorageError as exc:
+            sys.stderr.write(f"storage error mid-body: {exc}\n")
+            raise ConnectionAbortedError(str(exc)) from None
 
     def _send(self, response: Response, head: bool, keep_alive: bool) -> None:
         headers = response.headers

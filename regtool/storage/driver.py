@@ -47,6 +47,13 @@ class ObjectBusy(StorageError):
         super().__init__(path, "held by another writer")
 
 
+class ObjectExists(StorageError):
+    """A create-only write found the object already there (another writer won)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "already exists")
+
+
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 

@@ -10,12 +10,14 @@ import asyncio
 import io
 import threading
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from regtool.storage.driver import (
     Entry,
     FileInfo,
     InvalidPath,
+    ObjectExists,
     PathNotFound,
     StorageError,
     TooLarge,
@@ -249,19 +251,34 @@ class ObjectStoreDriver:
             raise InvalidPath(path, "an empty key names the whole storage")
         return self._key(path)
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes, *, create: bool = False) -> None:
+        """Write one object in one PUT; with `create`, only if no object is there yet
+        (If-None-Match: *), else ObjectExists."""
         import obstore
 
         key = self._writable(path)
         try:
-            obstore.put(self.store, key, data, use_multipart=False, attributes=self._attributes)
+            obstore.put(
+                self.store,
+                key,
+                data,
+                use_multipart=False,
+                attributes=self._attributes,
+                mode="create" if create else None,
+            )
         except Exception as exc:
-            raise self._error(path, exc) from None
+            raise self._put_error(path, exc) from None
 
-    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+    def _put_error(self, path: str, exc: Exception) -> StorageError:
+        if type(exc).__name__ == "AlreadyExistsError" or status_of(exc) == 412:
+            return ObjectExists(path)
+        return self._error(path, exc)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes], *, create: bool = False) -> int:
         """One PUT when the stream fits in one part, a multipart upload of `chunksize`
         parts otherwise (completed only at the end: readers never see a partial object;
-        an interrupted upload is aborted)."""
+        an interrupted upload is aborted). With `create` the object is written only if
+        none is there when it completes (If-None-Match: *), else ObjectExists."""
         import obstore
 
         key = self._writable(path)
@@ -275,7 +292,7 @@ class ObjectStoreDriver:
             if written > part:
                 break
         else:
-            self.put(path, b"".join(head))
+            self.put(path, b"".join(head), create=create)
             return written
         total = [written]
         failed: list[BaseException] = []
@@ -299,11 +316,12 @@ class ObjectStoreDriver:
                 chunk_size=part,
                 max_concurrency=4,
                 attributes=self._attributes,
+                mode="create" if create else None,
             )
         except Exception as exc:
             if failed:
                 raise failed[0] from None  # the caller's own error, as raised
-            raise self._error(path, exc) from None
+            raise self._put_error(path, exc) from None
         return total[0]
 
     def delete(self, path: str) -> None:
@@ -321,8 +339,8 @@ class ObjectStoreDriver:
         except Exception as exc:
             raise self._error(path, exc) from None
 
-    def move(self, src: str, dst: str) -> None:
-        """Server-side copy, then delete of the source."""
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy of one object (S3 CopyObject: objects up to 5 GiB)."""
         import obstore
 
         key_src = self._writable(src)
@@ -333,6 +351,23 @@ class ObjectStoreDriver:
             raise PathNotFound(src) from None
         except Exception as exc:
             raise self._error(src, exc) from None
+
+    def sign(self, path: str, seconds: int) -> str:
+        """A presigned GET URL of `path`, valid for `seconds` (computed locally, no request)."""
+        import obstore
+
+        key = self._key(path)
+        try:
+            return obstore.sign(self.store, "GET", key, timedelta(seconds=seconds))
+        except Exception as exc:
+            raise self._error(path, exc) from None
+
+    def move(self, src: str, dst: str) -> None:
+        """Server-side copy, then delete of the source."""
+        import obstore
+
+        key_src = self._writable(src)
+        self.copy(src, dst)
         try:
             obstore.delete(self.store, key_src)
         except FileNotFoundError:

@@ -27,13 +27,22 @@ class Served:
 
 @contextmanager
 def subprocess_server(
-    root: Path,
+    root: Path | None,
     *args: str,
     log: Path | None = None,
     preexec_fn: Callable[[], None] | None = None,
+    config: Path | None = None,
 ) -> Iterator[Served]:
-    """`regtool serve --addr 127.0.0.1:0 --root ROOT ARGS`; the URL comes from its first line.
-    `preexec_fn` runs in the child before it starts (to drop privileges, say)."""
+    """`regtool serve --addr 127.0.0.1:0 --root ROOT ARGS` (root None: `--config CONFIG`
+    instead, e.g. a bucket); the URL comes from its first line. `preexec_fn` runs in the
+    child before it starts (to drop privileges, say)."""
+    if root is None:
+        assert config is not None, "a root or a config"
+        where = ["--config", str(config)]
+        root = config.parent
+        log = log or config.parent / f"{config.stem}.serve.log"
+    else:
+        where = ["--root", str(root)]
     log = log or root.parent / f"{root.name}.serve.log"
     with log.open("w") as err:
         proc = subprocess.Popen(
@@ -42,8 +51,7 @@ def subprocess_server(
                 "-m",
                 "regtool",
                 "serve",
-                "--root",
-                str(root),
+                *where,
                 "--addr",
                 "127.0.0.1:0",
                 *args,

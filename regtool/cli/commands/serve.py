@@ -60,7 +60,8 @@ def serve(
         typer.Option(
             "--tls",
             help="auto: make a local CA and a server certificate, kept "
-            "beside the root in ROOT-tls/, and serve HTTPS.",
+            "beside the root in ROOT-tls/ (on an S3 bucket: beside the config, in "
+            "CONFIG-tls/), and serve HTTPS.",
             case_sensitive=False,
         ),
     ] = TlsMode.off,
@@ -109,6 +110,9 @@ def serve(
     than htpasswd, TLS options other than certificate/key/minimumtls, other storage
     drivers, proxy mode, notifications; deletes follow storage.delete.enabled (off unless
     set). Without --config, deletes are allowed unless --no-delete.
+    With --config naming an S3 bucket (storage.s3), it serves the bucket; several
+    instances may serve one bucket (upload sessions live in the bucket), and blob GETs
+    redirect (307) to presigned URLs unless storage.redirect.disable is true.
     A missing root is created as an empty v2 storage. On a legacy v1 storage the v1 read endpoints
     (/v1/search, tags, image json/ancestry/layer) work, v2 reads answer NAME_UNKNOWN and
     v2 writes 405 UNSUPPORTED (run `regtool migrate` first). One access-log line per
@@ -119,7 +123,6 @@ def serve(
         regtool serve --root /var/lib/registry --addr 0.0.0.0:5000 --tls auto
     """
     settings = _settings(config)
-    chosen_root = root or settings.root or DEFAULT_ROOT
     host, port = parse_addr(addr or settings.addr or DEFAULT_ADDR)
     cert, key = tls_cert or settings.cert, tls_key or settings.key
     if (cert is None) != (key is None):
@@ -127,10 +130,17 @@ def serve(
     options = Options(
         read_only=read_only or settings.read_only,
         delete_enabled=not no_delete and settings.delete,
+        redirect=settings.redirect,
     )
-    ctx = open_context(chosen_root, options)
+    if root is None and settings.bucket and config is not None:
+        ctx = open_context(None, options, config)
+        tls_folder = config.parent / f"{config.stem}-tls"  # no local root: beside the config
+    else:
+        chosen_root = root or settings.root or DEFAULT_ROOT
+        ctx = open_context(chosen_root, options)
+        tls_folder = chosen_root.parent / f"{chosen_root.name}-tls"
     ssl_context, steps = _tls(
-        tls, cert, key, chosen_root, host, tls_name or [], settings.minimum_tls
+        tls, cert, key, tls_folder, host, tls_name or [], settings.minimum_tls
     )
     users = htpasswd or settings.htpasswd
     auth = Htpasswd(users, settings.realm or "regtool") if users is not None else None
@@ -188,7 +198,7 @@ def _tls(
     mode: TlsMode,
     cert: Path | None,
     key: Path | None,
-    root: Path,
+    folder: Path,
     host: str,
     names: list[str],
     minimum: str | None = None,
@@ -199,7 +209,6 @@ def _tls(
         return tlsmod.server_context(cert, key, minimum), _no_steps
     if mode is not TlsMode.auto:
         return None, _no_steps
-    folder = root.parent / f"{root.name}-tls"
     files = tlsmod.ensure_auto_tls(folder, tlsmod.default_names(host) + list(names))
 
     def steps(actual_port: int) -> list[str]:

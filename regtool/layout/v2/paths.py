@@ -8,6 +8,7 @@ docker/registry/v2/
     _manifests/tags/<tag>/current/link
     _manifests/tags/<tag>/index/<alg>/<hex>/link
     _uploads/<uuid>/{data,startedat,hashstates/<alg>/<offset>}
+    _uploads/<uuid>/chunks/<offset, 20 digits>   (regtool serve on an object store)
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ LINK = "link"
 DATA = "data"
 STARTEDAT = "startedat"
 HASHSTATES = "hashstates"
+CHUNKS = "chunks"  # an object-store session's PATCH bodies, one object each
+CHUNK_DIGITS = 20
 SIGNATURES = "signatures"  # schema1 signature links of registry <= 2.3
 TAGS = "tags"
 TAG_INDEX = "index"
@@ -110,6 +113,23 @@ def upload_startedat(name: str, upload_id: str) -> str:
     return f"{REPOSITORIES}/{name}/{UPLOADS}/{upload_id}/{STARTEDAT}"
 
 
+def upload_chunks_dir(name: str, upload_id: str) -> str:
+    return f"{REPOSITORIES}/{name}/{UPLOADS}/{upload_id}/{CHUNKS}"
+
+
+def upload_chunk(name: str, upload_id: str, offset: int) -> str:
+    """The object holding the session's bytes from `offset` (zero-padded, so key order is
+    byte order)."""
+    return f"{upload_chunks_dir(name, upload_id)}/{offset:0{CHUNK_DIGITS}d}"
+
+
+def chunk_offset(key_name: str) -> int | None:
+    """The offset a chunk object's name gives, or None when it is not one."""
+    if len(key_name) == CHUNK_DIGITS and key_name.isascii() and key_name.isdigit():
+        return int(key_name)
+    return None
+
+
 def is_repository_marker(entry_name: str) -> bool:
     """A folder holding `_layers` (2.8.2) or `_manifests` (3.x) is a repository."""
     return entry_name in (LAYERS, MANIFESTS)
@@ -122,7 +142,8 @@ _DIGEST_DIRS = r"(?:sha256/[0-9a-f]{64}|sha384/[0-9a-f]{96}|sha512/[0-9a-f]{128}
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _LINK_OR_TEMP = rf"(?:{LINK}|{TEMP_FILE.pattern})"
 _HASHSTATE = rf"{HASHSTATES}/(?:sha256|sha384|sha512)/[0-9]{{1,20}}"
-_UPLOAD_FILE = rf"(?:{DATA}|{STARTEDAT}|{TEMP_FILE.pattern}|{_HASHSTATE})"
+_CHUNK = rf"{CHUNKS}/[0-9]{{{CHUNK_DIGITS}}}"
+_UPLOAD_FILE = rf"(?:{DATA}|{STARTEDAT}|{TEMP_FILE.pattern}|{_HASHSTATE}|{_CHUNK})"
 _REVISION_FILE = rf"(?:{_LINK_OR_TEMP}|{SIGNATURES}/{_DIGEST_DIRS}/{LINK})"
 _UPLOAD_ID = re.compile(_UUID)
 _UPLOAD_FILE_RE = re.compile(_UPLOAD_FILE)
@@ -147,7 +168,8 @@ def is_upload_id(name: str) -> bool:
 
 
 def is_upload_file(relative: str) -> bool:
-    """`data`, `startedat`, `hashstates/<alg>/<offset>` or a temp file, below an upload."""
+    """`data`, `startedat`, `hashstates/<alg>/<offset>`, `chunks/<offset>` or a temp file,
+    below an upload."""
     return _UPLOAD_FILE_RE.fullmatch(relative) is not None
 
 

@@ -1,4 +1,10 @@
-"""GET/HEAD (with Range) and DELETE of `/v2/<name>/blobs/<digest>`."""
+"""GET/HEAD (with Range) and DELETE of `/v2/<name>/blobs/<digest>`.
+
+A GET is answered from the storage (sendfile from a disk, ranged reads streamed from an
+object store), or, on an object store with redirects on (distribution's default unless
+`storage.redirect.disable`), by a 307 to a presigned URL of the blob: the bytes then go
+from the store to the client directly.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,10 @@ def get_blob(ctx: Context, req: Request, name: str, ref: str) -> Response:
         "ETag": f'"{digest}"',
         "Cache-Control": "max-age=31536000",
     }
+    if req.method == "GET" and ctx.options.redirect and size > 0:
+        url = ctx.store.signed_url(path)  # None on a local folder: served below
+        if url is not None:  # as distribution does; the client sends its Range there
+            return empty(307, {"Location": url, "Docker-Content-Digest": digest})
     start, end, status = 0, size - 1, 200
     wanted = req.header("range")
     if wanted:

@@ -13,6 +13,7 @@ from regtool.layout.store import LockTimeout, Store
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import V2Reader
+from regtool.layout.v2.uploads import UploadSessions
 from regtool.layout.v2.writer import V2Writer
 from regtool.model.digest import DigestError, parse_digest
 from regtool.model.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
@@ -30,6 +31,7 @@ class Options:
     read_only: bool = False
     delete_enabled: bool = True
     lock_timeout: float = LOCK_TIMEOUT
+    redirect: bool = False  # blob GETs answer 307 to a presigned URL where the storage has them
 
 
 def media_type_of(raw: bytes) -> str:
@@ -104,8 +106,19 @@ class Context:
         return self.present(paths.revision_link(name, digest))
 
     def tag_digest(self, name: str, tag: str) -> str | None:
-        """The digest a tag points to; cached, revalidated by the link file's mtime."""
+        """The digest a tag points to; cached, revalidated by the link file's mtime. Not on
+        an object store: its whole-second mtimes miss a tag moved by another instance
+        within the second (and one GET costs what the revalidating HEAD would)."""
         link = paths.tag_current_link(name, tag)
+        if self.root is None:
+            try:
+                text = self.driver.get(link).decode("ascii", "replace")
+            except PathNotFound:
+                return None
+            try:
+                return parse_digest(text)
+            except DigestError:
+                return None
         try:
             mtime = self.driver.stat(link).mtime
         except PathNotFound:
@@ -155,6 +168,13 @@ class Context:
             self.referrers_cache.pop(name, None)
 
     # -- writes --------------------------------------------------------------------------
+    @property
+    def uploads(self) -> UploadSessions:
+        """The storage's upload sessions (callers check writes are allowed first)."""
+        if self.store.uploads is None:
+            raise ApiError("UNSUPPORTED", "this registry is read-only")
+        return self.store.uploads
+
     def check_writable(self, *, deleting: bool = False) -> None:
         if self.layout == "v1":
             raise ApiError("UNSUPPORTED", V1_HINT)

@@ -33,8 +33,15 @@ def get_referrers(ctx: Context, req: Request, name: str, ref: str) -> Response:
 
 
 def _signature(ctx: Context, name: str) -> tuple[tuple[str, float], ...]:
+    """What changes when a revision is added: folder mtimes on a disk; on an object store
+    (no folders, so no mtimes) the revision names themselves."""
     base = paths.revisions_dir(name)
-    marks = []
+    marks: list[tuple[str, float]] = []
+    if ctx.root is None:
+        for algorithm in ctx.driver.list(base):
+            folder = f"{base}/{algorithm.name}"
+            marks.extend((f"{algorithm.name}:{e.name}", 0.0) for e in ctx.driver.list(folder))
+        return tuple(marks)
     for entry in ctx.driver.list(base):
         try:
             marks.append((entry.name, ctx.driver.stat(f"{base}/{entry.name}").mtime))
