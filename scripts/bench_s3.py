@@ -41,7 +41,7 @@ import rgw  # noqa: E402
 import s3load  # noqa: E402
 
 WORK = Path("/tmp/regtool-bench")
-SECTION = "gc and ls on S3 (Ceph RGW)"
+SECTION = "gc and ls on S3 (Ceph RGW), {repos} x 10"
 BUCKET = "bench"
 PREFIX = "/registry"
 TAGS = 10
@@ -311,7 +311,7 @@ Whole run: {time.monotonic() - began:.0f} s.
 """
     body = re.sub(r"\n{3,}", "\n\n", body)
     if not args.no_write:
-        _bench.write_section(SECTION, body)
+        _bench.write_section(SECTION.format(repos=repos), body)
     print(body.strip())
     return 1 if failed or any("DIFFERENT" in v for v in verdicts) else 0
 
