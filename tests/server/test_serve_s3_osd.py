@@ -17,8 +17,8 @@ from tests.server.conftest import skopeo, subprocess_server
 from tests.support.ocitar import gzip_layer, oci_dir_of
 from tests.support.rgw import new_bucket, rgwlib, running_cluster, s3_client, s3load
 
-LAYERS = 8
-LAYER_BYTES = 3_000_000  # incompressible: ~24 MB pushed in all
+LAYERS = 20
+LAYER_BYTES = 3_000_000  # incompressible: ~60 MB pushed in all
 
 
 def objects_below(client: object, bucket: str, prefix: str) -> int:
@@ -51,10 +51,12 @@ def test_a_push_survives_an_osd_killed_mid_push_and_verifies_clean(tmp_path: Pat
             pusher = threading.Thread(target=push)
             pusher.start()
             deadline = time.monotonic() + 60
-            while objects_below(client, bucket, "registry/docker/registry/v2/blobs/") < 2:
+            while objects_below(client, bucket, "registry/docker/registry/v2/blobs/") < 1:
                 assert pusher.is_alive() and time.monotonic() < deadline, "push ended early"
                 time.sleep(0.05)
             rgwlib.kill(cluster.dir, "osd.1")  # mid-push: some layers stored, most not
+            stored_at_kill = objects_below(client, bucket, "registry/docker/registry/v2/blobs/")
+            assert pusher.is_alive() and stored_at_kill < LAYERS + 1
             assert not rgwlib.alive(cluster.pids["osd.1"])
             pusher.join(320)
             assert not failure, failure
