@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from regtool.errors import LockHeldError
 from regtool.layout.reader import Issue, RegistryReader
 from regtool.layout.store import LockTimeout, Store
+from regtool.layout.v2 import paths as v2paths
 from regtool.storage.driver import StorageDriver, StorageError
 
 DEFAULT_GRACE = 3600.0  # 1h: pushes in flight (blobs before their manifest) survive
@@ -33,7 +34,7 @@ LAST_PHASE = 4  # blob, image
 
 def phase(entry: GcEntry) -> int:
     """When `entry` is deleted (see PHASES)."""
-    if entry.kind == "link" and "/_layers/" in entry.path:
+    if entry.kind == "link" and v2paths.in_layers(entry.path):
         return LAYER_LINK_PHASE
     return PHASES.get(entry.kind, LAST_PHASE)
 

@@ -189,6 +189,11 @@ def is_repository_file(relative: str) -> bool:
     return _REPOSITORY_FILE.fullmatch(relative) is not None
 
 
+def in_layers(key: str) -> bool:
+    """Whether `key` lies in a repository's `_layers` folder (a layer link or its folder)."""
+    return key.startswith(REPOSITORIES + "/") and f"/{LAYERS}/" in key
+
+
 def may_hold_tags(key: str) -> bool:
     """Whether a folder (or a link in its place) at `key` may hold repositories, tags or
     revisions: anything below `repositories/` except `_layers`, `_uploads` and a tag's
