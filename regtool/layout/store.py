@@ -60,9 +60,7 @@ class Store:
         driver = self.reader.driver
         if isinstance(driver, Snapshot):
             driver = driver.fresh()
-        if self.reader.layout == "v1":
-            return V1Reader(driver, self.root)
-        return V2Reader(driver, self.root)
+        return reader_for(driver, self.reader.layout, self.root)
 
     @contextmanager
     def lock(self, *, exclusive: bool, timeout: float = 0.0) -> Iterator[None]:
@@ -116,11 +114,7 @@ def open_storage(
     except PermissionError as exc:
         raise RootError(f"cannot read storage root {path}: {exc.strerror}") from None
     driver = FilesystemDriver(base, readonly=not writable, fsync=fsync)
-    reader: RegistryReader
-    if layout == "v1":
-        reader = V1Reader(driver, base)
-    else:
-        reader = V2Reader(driver, base)
+    reader = reader_for(driver, layout, base)
     writer = None
     uploads = None
     if writable and layout != "v1":
@@ -151,11 +145,7 @@ def open_bucket(settings: S3Settings, *, writable: bool = False, bulk: bool = Tr
     driver: StorageDriver = store
     if bulk:
         driver = _bulk_view(store, layout)
-    reader: RegistryReader
-    if layout == "v1":
-        reader = V1Reader(driver, None)
-    else:
-        reader = V2Reader(driver, None)
+    reader = reader_for(driver, layout, None)
     writer = None
     uploads = None
     if writable and layout != "v1":
@@ -166,6 +156,13 @@ def open_bucket(settings: S3Settings, *, writable: bool = False, bulk: bool = Tr
         # sessions go to the bucket itself (never through a Snapshot: other instances write)
         uploads = ObjectStoreUploads(V2Writer(store), store)
     return Store(None, layout, driver, reader, writer, writable, True, location, uploads)
+
+
+def reader_for(driver: StorageDriver, layout: Layout | None, root: Path | None) -> RegistryReader:
+    """The reader of `layout` over `driver` (an empty storage reads as v2)."""
+    if layout == "v1":
+        return V1Reader(driver, root)
+    return V2Reader(driver, root)
 
 
 def _bulk_view(driver: StorageDriver, layout: Layout | None) -> StorageDriver:

@@ -27,6 +27,7 @@ from regtool.ops.gc import (
 )
 from regtool.storage.lock import storage_lock
 from tests.conftest import FIXTURES, snapshot
+from tests.support.ocitar import index_of_indexes
 
 EXPECTED_V2 = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
 EXPECTED_V1 = json.loads((FIXTURES / "v1" / "EXPECTED.json").read_text())
@@ -133,20 +134,7 @@ def test_gc_keeps_layers_of_deleted_child_of_tagged_index(v2_root):
 
 
 def test_gc_follows_nested_indexes_to_any_depth(v2_root):
-    top = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [
-                {
-                    "mediaType": "application/vnd.oci.image.index.v1+json",
-                    "digest": MULTI["digest"],
-                    "size": MULTI["size"],
-                }
-            ],
-        }
-    ).encode()
-    digest = add_blob(v2_root, top)
+    digest = add_blob(v2_root, index_of_indexes(MULTI["digest"], MULTI["size"]))
     link = v2_root / v2paths.tag_current_link("busybox", "nested")
     link.parent.mkdir(parents=True)
     link.write_text(digest)

@@ -17,6 +17,7 @@ from regtool.ops.gc import GcEntry, GcOptions, plan_gc
 from regtool.ops.rm import RmPlan, plan_rm, remove
 from regtool.storage.lock import storage_lock
 from tests.conftest import FIXTURES
+from tests.support.ocitar import index_of_indexes
 
 EXPECTED_V2 = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
 BUSYBOX = EXPECTED_V2["manifests"]["busybox:latest"]
@@ -69,19 +70,7 @@ def test_rm_v2_manifest_by_digest_keeps_a_child_of_a_tagged_index(v2_root):
 def test_rm_v2_keeps_a_child_an_index_of_indexes_still_reaches(v2_root):
     import hashlib
 
-    top = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [
-                {
-                    "mediaType": "application/vnd.oci.image.index.v1+json",
-                    "digest": MULTI["digest"],
-                    "size": MULTI["size"],
-                }
-            ],
-        }
-    ).encode()
+    top = index_of_indexes(MULTI["digest"], MULTI["size"])
     digest = f"sha256:{hashlib.sha256(top).hexdigest()}"
     data = v2_root / v2paths.blob_data(digest)
     data.parent.mkdir(parents=True)

@@ -7,7 +7,6 @@ the local tree, and the reference's own garbage-collect must plan the same blobs
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,8 +18,12 @@ from typer.testing import CliRunner
 
 from regtool.cli.app import app
 from tests.conftest import V2_FIXTURE
-from tests.support.clients import skopeo_copy_all
-from tests.support.refregistry import http_request, reference_registry, run_reference_gc
+from tests.support.refregistry import (
+    http_request,
+    pull_every_tag,
+    reference_registry,
+    run_reference_gc,
+)
 from tests.support.rgw import _load_script, new_bucket, s3_client, s3load
 
 PREFIX = "/registry"
@@ -150,14 +153,7 @@ def test_after_a_real_gc_on_the_bucket_the_reference_serves_every_remaining_tag(
     code, out = regtool("verify", "--config", str(config), "-f", "json")
     assert code == 0 and json.loads(out)["problems"] == [], out
     with reference_registry(tmp_path, s3=s3) as registry:
-        for name in sorted(EXPECTED["manifests"]):
-            if name == gone:
-                continue
-            target = tmp_path / "pulled" / name.replace("/", "_").replace(":", "_")
-            target.parent.mkdir(exist_ok=True)
-            skopeo_copy_all(f"docker://{registry.host}/{name}", f"dir:{target}")
-            pulled = hashlib.sha256((target / "manifest.json").read_bytes()).hexdigest()
-            assert f"sha256:{pulled}" == EXPECTED["manifests"][name]["digest"]
+        pull_every_tag(registry.host, EXPECTED["manifests"], tmp_path / "pulled", skip=gone)
 
 
 def test_export_from_the_bucket_writes_the_same_tarball(

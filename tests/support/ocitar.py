@@ -64,3 +64,19 @@ def oci_dir_of(path: Path, tag: str, layers: list[bytes]) -> None:
     (path / "index.json").write_bytes(index)
     for blob in (config, manifest, *layers):
         (path / "blobs" / "sha256" / sha(blob)[7:]).write_bytes(blob)
+
+
+def index_of_indexes(child_digest: str, child_size: int) -> bytes:
+    """An OCI index whose one entry is another index (nesting the reference never writes)."""
+    child = {
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": child_digest,
+        "size": child_size,
+    }
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [child],
+        }
+    ).encode()

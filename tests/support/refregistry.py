@@ -94,3 +94,20 @@ def http_json(url: str, *, accept: str | None = None) -> tuple[int, dict, Messag
     except ValueError:
         parsed = {}
     return status, parsed if isinstance(parsed, dict) else {"value": parsed}, response_headers
+
+
+def pull_every_tag(host: str, manifests: dict[str, dict], folder: Path, skip: str = "") -> None:
+    """skopeo-copy every `name:tag` of `manifests` (EXPECTED.json's) but `skip` from the
+    registry at `host` into `folder`, and check each manifest's digest."""
+    import hashlib
+
+    from tests.support.clients import skopeo_copy_all
+
+    for name in sorted(manifests):
+        if name == skip:
+            continue
+        target = folder / name.replace("/", "_").replace(":", "_")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        skopeo_copy_all(f"docker://{host}/{name}", f"dir:{target}")
+        pulled = hashlib.sha256((target / "manifest.json").read_bytes()).hexdigest()
+        assert f"sha256:{pulled}" == manifests[name]["digest"], name
