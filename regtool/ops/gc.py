@@ -23,7 +23,6 @@ from regtool.storage.driver import StorageDriver, StorageError
 DEFAULT_GRACE = 3600.0  # 1h: pushes in flight (blobs before their manifest) survive
 DEFAULT_UPLOAD_AGE = 86400.0  # 24h, the same default as verify's stale-upload check
 
-# Deletion phases: references to an object go before the object itself.
 # Deletion order: what references comes before what it references, so that an interrupted
 # run leaves nothing that names a deleted object. Tags and their index entries name
 # manifests; manifests are served through the layer links of their repository; blobs last.
