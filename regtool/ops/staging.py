@@ -3,9 +3,11 @@
 A blob in `blobs/` is public: a registry serving the same storage links it into any
 repository whose client pushes the same bytes (HTTP 201 without an upload). So an import
 must never delete a blob from there, not even one it wrote itself a moment ago. Instead
-every blob is streamed into an upload session of its repository (`_uploads/<uuid>/data`,
-which no client can link), and only once every layer, config and manifest of the archive
-has been read and checked are they moved into `blobs/` (a rename each). A failure before
+every blob is streamed into an upload session of its repository (the Store's
+`UploadSessions`: `_uploads/<uuid>/data` on a disk, chunk objects in a bucket; no client
+can link either), and only once every layer, config and manifest of the archive has been
+read and checked are they committed into `blobs/` without a link (a rename each on a disk;
+a server-side copy, or a multipart rewrite past 5 GiB, in a bucket). A failure before
 that point cancels the sessions and removes the empty folders the import created: the
 storage is left as it was. Blobs published before a later failure are never deleted: no
 tag of this import names them, so gc frees them once its grace window has passed.
