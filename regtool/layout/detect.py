@@ -100,6 +100,15 @@ def choose_root(root: Path | None, config: Path | None) -> Path:
     return DEFAULT_ROOT
 
 
+def choose_target(root: Path | None, config: Path | None) -> tuple[Path | None, Path | None]:
+    """Where a writing command (import, migrate) writes: (local root, None) as
+    choose_root picks it, or (None, config) when --config (without --root) names an S3
+    bucket."""
+    if root is None and config is not None and load_config(config).s3 is not None:
+        return None, config
+    return choose_root(root, config), None
+
+
 def locate(root: Path) -> tuple[Path, Layout | None]:
     """The storage root (the folder holding docker/ or images/) and its layout.
 

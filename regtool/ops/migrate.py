@@ -1,4 +1,5 @@
-"""Migrate a legacy v1 tree into distribution's v2 layout, on disk, chain by chain.
+"""Migrate a legacy v1 tree into distribution's v2 layout (a local root or an S3 bucket,
+see destination.py), chain by chain.
 
 plan_migration reads the v1 tree (never writing) and lists, per tag, the chain of v1
 images to convert, its layer bytes, the layers to recompress and why a chain cannot be
@@ -14,31 +15,28 @@ and no empty folder (staging.Tidying).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from regtool.errors import LockHeldError, OperationalError, RootError, UsageError
-from regtool.layout.detect import locate
+from regtool.errors import OperationalError, RootError
 from regtool.layout.reader import TagLink
-from regtool.layout.store import LockTimeout, Store, open_storage
+from regtool.layout.store import open_storage
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2 import paths as v2paths
-from regtool.layout.v2.writer import DigestMismatch, V2Writer
+from regtool.layout.v2.writer import DigestMismatch
 from regtool.model.digest import digest_of
 from regtool.model.reference import valid_name, valid_tag
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
 from regtool.ops import layerio
-from regtool.ops.staging import Stage, Tidying, is_no_space, size_text, write_failure, write_tag
+from regtool.ops.destination import Destination, SharedLock, Target, open_destination
+from regtool.ops.staging import is_no_space, size_text, write_failure, write_tag
 from regtool.ops.v1guard import Guard
 from regtool.storage.driver import PathNotFound, StorageError
 
 Progress = Callable[[int], None]
-LOCK_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +56,19 @@ class ChainEntry:
 @dataclass(frozen=True, slots=True)
 class MigrationPlan:
     source: str
-    destination: str
+    destination: str  # a local root, or the s3:// location of `config`'s bucket
     oci: bool
     chains: tuple[ChainEntry, ...]
     images: int  # distinct v1 images of the chains that will be converted
     layer_bytes: int  # their distinct stored layer bytes
     recompress: tuple[str, ...]  # distinct v1 ids to recompress
+    config: str | None = None  # the config naming the destination bucket (None: local)
+
+    @property
+    def target(self) -> Target:
+        if self.config is not None:
+            return Target(None, Path(self.config))
+        return Target(Path(self.destination))
 
     @property
     def ready(self) -> tuple[ChainEntry, ...]:
@@ -123,20 +128,20 @@ def _open_v1(source: Path) -> V1Reader:
     return reader
 
 
-def _check_destination(destination: Path) -> None:
-    if destination.exists():
-        if not destination.is_dir():
-            raise RootError(f"destination {destination} is not a folder")
-        if locate(destination)[1] == "v1":
-            raise UsageError(f"destination {destination} holds a v1 tree; migrate writes v2")
-
-
 def plan_migration(
-    source: Path, destination: Path, *, oci: bool = False, keep_library: bool = False
+    source: Path,
+    destination: Path | None,
+    *,
+    config: Path | None = None,
+    oci: bool = False,
+    keep_library: bool = False,
 ) -> MigrationPlan:
-    """What migrating `source` (v1) into `destination` (v2) would write. Reads only."""
+    """What migrating `source` (v1) into `destination` (v2) would write. Reads only.
+
+    `destination` None: the S3 bucket `config` names."""
     reader = _open_v1(source)
-    _check_destination(destination)
+    target = Target(destination, None if destination is not None else config)
+    location = target.check()
     sniffed: dict[str, str] = {}
     guard = Guard(reader.driver)
     chains = []
@@ -155,12 +160,13 @@ def plan_migration(
                     recompress.append(image_id)
     return MigrationPlan(
         source=str(source),
-        destination=str(destination),
+        destination=location,
         oci=oci,
         chains=tuple(chains),
         images=len(counted),
         layer_bytes=sum(counted.values()),
         recompress=tuple(recompress),
+        config=str(config) if target.bucket else None,
     )
 
 
@@ -229,10 +235,11 @@ def _sniff(guard: Guard, image_id: str) -> str:
 class _Run:
     """State of one apply: layers already hashed or written, counters."""
 
-    def __init__(self, reader: V1Reader, writer: V2Writer, progress: Progress | None) -> None:
+    def __init__(self, reader: V1Reader, out: Destination, progress: Progress | None) -> None:
         self.reader = reader
         self.guard = Guard(reader.driver)
-        self.writer = writer
+        self.out = out
+        self.writer = out.writer
         self.progress = progress
         self.hashed: dict[str, layerio.LayerDigests] = {}
         self.blob_of: dict[str, str] = {}  # v1 id -> blob digest written or found
@@ -291,7 +298,7 @@ class _Run:
                 chunks = layerio.gzip_chunks(
                     layerio.decompress(self.layer_chunks(image_id), digests.source)
                 )
-                stage = Stage(self.writer)
+                stage = self.out.stage()
                 try:  # through an upload session: the digest is known only at the end
                     known, size = stage.put(repo, chunks)
                     stage.publish()
@@ -347,43 +354,6 @@ class _Run:
         return True
 
 
-def open_destination(destination: Path) -> tuple[Store, V2Writer]:
-    """The store of a destination root, created as an empty tree when missing, and a writer
-    that tidies what a failed write leaves.
-
-    Files are not fsync'ed one by one (thousands of small links made that the main cost);
-    callers call `flush()` at the points where order matters: before the first tag.
-    """
-    _check_destination(destination)
-    destination.mkdir(parents=True, exist_ok=True)
-    store = open_storage(destination, writable=True, fsync=False)
-    return store, V2Writer(Tidying(store.driver))
-
-
-def flush() -> None:
-    """Everything written so far reaches the disk before anything written after."""
-    os.sync()
-
-
-class SharedLock:
-    """The store's lock, shared, whose timeout becomes LockHeldError."""
-
-    def __init__(self, store: Store) -> None:
-        self._cm = store.lock(exclusive=False, timeout=LOCK_TIMEOUT)
-
-    def __enter__(self) -> None:
-        try:
-            self._cm.__enter__()
-        except LockTimeout as exc:
-            raise LockHeldError(
-                f"{exc.path} is held by another regtool (gc or rm?)",
-                hint="wait for it to finish and run again",
-            ) from None
-
-    def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
-
-
 def _stopped(exc: BaseException, base: str, run: _Run, tagged: int, ready: int) -> str:
     """One line: why a run stopped and exactly what it had written."""
     reason = write_failure(exc) + (f" in {base}" if is_no_space(exc) else "")
@@ -398,9 +368,10 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
     """Write every ready chain of `plan`; a chain whose layers turn out corrupt is skipped."""
     started = time.monotonic()
     reader = _open_v1(Path(plan.source))
-    store, writer = open_destination(Path(plan.destination))
+    out = open_destination(plan.target)
+    store = out.store
     base = store.location
-    run = _Run(reader, writer, progress)
+    run = _Run(reader, out, progress)
     migrated: list[MigratedTag] = []
     skipped = [SkippedTag(c.source, c.problem or "") for c in plan.skipped]
     pending: list[tuple[ChainEntry, str, bool]] = []
@@ -412,13 +383,13 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
                     skipped.append(outcome)
                 else:
                     pending.append((chain, *outcome))
-            flush()  # tags last, once every blob and manifest they need is on disk
+            out.flush()  # tags last, once every blob and manifest they need is on disk
             for chain, digest, changed in pending:
                 changed = run.put_tag(chain.repository, chain.tag, digest) or changed
                 status = "written" if changed else "present"
                 tag = MigratedTag(chain.source, chain.repository, chain.tag, digest, status)
                 migrated.append(tag)
-            flush()
+            out.flush()
         except (OSError, StorageError) as exc:
             raise OperationalError(
                 _stopped(exc, base, run, len(migrated), len(pending)),

@@ -3,9 +3,11 @@
 A blob in `blobs/` is public: a registry serving the same storage links it into any
 repository whose client pushes the same bytes (HTTP 201 without an upload). So an import
 must never delete a blob from there, not even one it wrote itself a moment ago. Instead
-every blob is streamed into an upload session of its repository (`_uploads/<uuid>/data`,
-which no client can link), and only once every layer, config and manifest of the archive
-has been read and checked are they moved into `blobs/` (a rename each). A failure before
+every blob is streamed into an upload session of its repository (the Store's
+`UploadSessions`: `_uploads/<uuid>/data` on a disk, chunk objects in a bucket; no client
+can link either), and only once every layer, config and manifest of the archive has been
+read and checked are they committed into `blobs/` without a link (a rename each on a disk;
+a server-side copy, or a multipart rewrite past 5 GiB, in a bucket). A failure before
 that point cancels the sessions and removes the empty folders the import created: the
 storage is left as it was. Blobs published before a later failure are never deleted: no
 tag of this import names them, so gc frees them once its grace window has passed.
@@ -17,14 +19,14 @@ folder, and `write_tag`, which never leaves a new tag half-written.
 from __future__ import annotations
 
 import errno
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from regtool.layout.v2 import paths
-from regtool.layout.v2.writer import V2Writer, startedat_now
+from regtool.layout.v2.uploads import FilesystemUploads, UploadSessions
+from regtool.layout.v2.writer import V2Writer
 from regtool.ops import layerio
 from regtool.storage.driver import Entry, FileInfo, StorageDriver, StorageError
 
@@ -95,11 +97,20 @@ class StagedBlob:
 
 
 class Stage:
-    """Upload sessions of one import; `publish()` moves them into the blob store."""
+    """Upload sessions of one import; `publish()` moves them into the blob store.
 
-    def __init__(self, writer: V2Writer) -> None:
+    Sessions go through `uploads` (the Store's; by default the disk's own sessions over
+    `writer`, so a `Tidying` writer tidies their failed writes too). `folders`: the storage
+    has folders this import may create and must remove again when it fails (not a bucket).
+    """
+
+    def __init__(
+        self, writer: V2Writer, uploads: UploadSessions | None = None, *, folders: bool = True
+    ) -> None:
         self.writer = writer
         self.driver = writer.driver
+        self.uploads = uploads if uploads is not None else FilesystemUploads(writer, fsync=False)
+        self.folders = folders
         self.staged: dict[str, StagedBlob] = {}
         self.published: list[StagedBlob] = []
         self._created: list[str] = []  # folders this import made, parents first
@@ -114,15 +125,14 @@ class Stage:
         """Stream bytes into a new upload session of `repo`; returns (digest, size).
 
         Bytes already in the storage or staged before are not kept twice. Any exception
-        raised by `chunks` (a digest check, a corrupt stream) or by the disk cancels the
+        raised by `chunks` (a digest check, a corrupt stream) or by the storage cancels the
         session before it propagates.
         """
         self._note(paths.uploads_dir(repo))
         hasher = layerio.Hasher()
-        upload_id = str(uuid.uuid4())
+        upload_id = self.uploads.start(repo)  # failing, it leaves no session
         try:
-            self.driver.put(paths.upload_startedat(repo, upload_id), startedat_now())
-            self.driver.put_stream(paths.upload_data(repo, upload_id), hasher.tap(chunks))
+            self.uploads.append(repo, upload_id, 0, hasher.tap(chunks), last=True)
         except BaseException:
             self._cancel(repo, upload_id)
             raise
@@ -134,13 +144,13 @@ class Stage:
         return digest, hasher.size
 
     def publish(self) -> None:
-        """Move every staged blob into `blobs/` (unless the storage got it meanwhile)."""
+        """Move every staged blob into `blobs/` (unless the storage got it meanwhile); no
+        link is written (the caller links what its manifests name)."""
         for digest in list(self.staged):
             blob = self.staged[digest]
             if not self.writer.has_blob(digest):
                 self._note(paths.blob_dir(digest))
-                source = paths.upload_data(blob.repo, blob.upload_id)
-                self.driver.move(source, paths.blob_data(digest))
+                self.uploads.commit(blob.repo, blob.upload_id, digest, blob.size, link=False)
                 self.published.append(blob)
             del self.staged[digest]
             self._cancel(blob.repo, blob.upload_id)
@@ -161,7 +171,7 @@ class Stage:
 
     def _note(self, folder: str) -> None:
         """Remember which folders on the way to `folder` do not exist yet."""
-        if folder in self._noted:
+        if not self.folders or folder in self._noted:
             return
         self._noted.add(folder)
         parts = folder.split("/")
@@ -176,7 +186,7 @@ class Stage:
 
     def _cancel(self, repo: str, upload_id: str) -> None:
         try:
-            self.writer.cancel_upload(repo, upload_id)
+            self.uploads.cancel(repo, upload_id)
         except (OSError, StorageError):
             pass  # a leftover session is stale for gc, never visible as a blob
 

@@ -29,7 +29,7 @@ from regtool.model.digest import digest_of, short
 from regtool.model.reference import ReferenceError_, parse_reference
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
 from regtool.ops import layerio
-from regtool.ops.migrate import SharedLock, flush, open_destination
+from regtool.ops.destination import Destination, SharedLock, Target, open_destination
 from regtool.ops.staging import Stage, is_no_space, size_text, write_failure, write_tag
 from regtool.ops.tararchive import Archive, ArchiveError
 from regtool.ops.tarformats import GZIP_TYPES, Image, find_images
@@ -58,10 +58,10 @@ class ImportResult:
 
 # -- writing -------------------------------------------------------------------------------
 class _Importer:
-    def __init__(self, archive: Archive, writer: V2Writer) -> None:
+    def __init__(self, archive: Archive, out: Destination) -> None:
         self.archive = archive
-        self.writer = writer
-        self.stage = Stage(writer)
+        self.writer = out.writer
+        self.stage = out.stage()
 
     def blobs(self, repo: str, image: Image) -> tuple[bytes, list[BlobRef]]:
         """Phase 1 for one image: layers (gzip), config and manifest staged, nothing linked.
@@ -125,8 +125,11 @@ class _Importer:
         return json.dumps(doc, indent=3).encode()
 
 
-def import_tarball(path: Path, destination: Path, *, tag: str | None = None) -> ImportResult:
-    """Import every image of the tarball at `path` into the v2 storage at `destination`."""
+def import_tarball(
+    path: Path, destination: Path | None, *, tag: str | None = None, config: Path | None = None
+) -> ImportResult:
+    """Import every image of the tarball at `path` into the v2 storage at `destination`
+    (None: the S3 bucket `config` names)."""
     started = time.monotonic()
     rename = _parse_tag(tag) if tag else None
     archive = Archive(path)
@@ -152,13 +155,13 @@ def import_tarball(path: Path, destination: Path, *, tag: str | None = None) -> 
                 raise UsageError(
                     f"image {image.label} has no name in the archive", hint="pass --tag REPO:TAG"
                 )
-        existed = destination.exists()
-        store, writer = open_destination(destination)
+        existed = destination is None or destination.exists()
+        out = open_destination(Target(destination, config if destination is None else None))
         try:
-            with SharedLock(store):
-                return _write(path, kind, images, writer, started, archive)
+            with SharedLock(out.store):
+                return _write(path, kind, images, out, started, archive)
         except BaseException:
-            if not existed:  # the storage this import created is removed again
+            if not existed and destination is not None:  # the root this import created goes
                 shutil.rmtree(destination, ignore_errors=True)
             raise
     finally:
@@ -184,9 +187,10 @@ def _why(exc: BaseException) -> str:
 
 
 def _write(
-    path: Path, kind: str, images: list[Image], writer: V2Writer, started: float, archive: Archive
+    path: Path, kind: str, images: list[Image], out: Destination, started: float, archive: Archive
 ) -> ImportResult:
-    importer = _Importer(archive, writer)
+    importer = _Importer(archive, out)
+    writer = out.writer
     stage = importer.stage
     staged = []
     commit = _Commit(writer)
@@ -202,20 +206,20 @@ def _write(
                     ) from None
             # phase 2: blobs published (renames), then links, revisions and tags
             stage.publish()
-            flush()  # blobs on disk before the manifests and tags that name them
+            out.flush()  # blobs on disk before the manifests and tags that name them
             for image, manifest, refs in staged:
                 for repo, tag in image.names:
                     status = commit.image(repo, tag, manifest)
                     size = len(image.config) + sum(r.size for r in refs)
                     digest = digest_of(manifest)
                     commit.done.append(ImportedImage(repo, tag, digest, len(refs), size, status))
-            flush()
+            out.flush()
         finally:
             stage.discard()  # sessions not published, and the empty folders made for them
     except (OSError, StorageError) as exc:
         reason = write_failure(exc)
         if is_no_space(exc):
-            reason += f" in {getattr(writer.driver, 'root', 'the storage')}"
+            reason += f" in {out.store.location}"
         left = commit.left(stage, sum(len(image.names) for image, _, _ in staged))
         hint = ("free some space and run" if is_no_space(exc) else "fix that and run") + (
             " the import again" if left == NOTHING else f" the import again: {REUSE_HINT}"

@@ -11,7 +11,7 @@ from regtool.cli import output as out
 from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
 from regtool.cli.output import Format
-from regtool.layout.detect import choose_root
+from regtool.layout.detect import choose_target
 from regtool.ops.tarball import ImportResult, import_tarball
 
 
@@ -37,13 +37,15 @@ def import_(
     registry serving the same storage never links a blob of a failed import. Exit 3 for
     an unreadable or damaged tarball (truncated, a blob that does not match its digest)
     -- nothing is written then -- and for a full disk (the error says what was left);
-    exit 2 for a missing or ambiguous name (use --tag).
+    exit 2 for a missing or ambiguous name (use --tag). With --config naming an S3 bucket
+    (storage.s3) the images go into that bucket, staged in upload sessions there.
 
     Example:
 
         regtool import app.tar --tag app:1.4 --root /var/lib/registry
     """
-    result = import_tarball(file, choose_root(root, config), tag=tag)
+    destination, bucket = choose_target(root, config)
+    result = import_tarball(file, destination, tag=tag, config=bucket)
     out.emit(result, fmt, lambda: _table(result))
 
 

@@ -15,7 +15,7 @@ from regtool.cli.confirm import confirm
 from regtool.cli.errors import ExitCode, friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
 from regtool.cli.output import Format
-from regtool.layout.detect import choose_root
+from regtool.layout.detect import choose_target
 from regtool.ops.migrate import MigrationPlan, MigrationResult, apply_migration, plan_migration
 
 
@@ -27,7 +27,10 @@ def migrate(
     to: Annotated[
         Path | None,
         typer.Option(
-            "--to", help="The v2 rootdirectory to write (created when missing).", show_default=False
+            "--to",
+            help="The v2 rootdirectory to write (created when missing); default: --root, or "
+            "--config's storage (a folder or an S3 bucket).",
+            show_default=False,
         ),
     ] = None,
     oci: Annotated[bool, typer.Option("--oci", help="Write OCI manifests, not schema2.")] = False,
@@ -47,7 +50,8 @@ def migrate(
     Layers keep their stored gzip bytes (xz and plain tars are recompressed); the config
     comes from the top image's json plus rootfs and one history entry per v1 image.
     'library/NAME' becomes 'NAME' so `docker pull HOST/NAME` keeps working. The source is
-    never modified; re-running skips what is already there. --to defaults to --root.
+    never modified; re-running skips what is already there. --to defaults to --root, then
+    to --config's storage: a config with storage.s3 migrates into that bucket.
     Exit 1 when a chain had to be skipped (missing parent or layer, corrupt layer, a
     parent that is no image id, a symlink or non-file where a v1 file should be: symlinks
     in the v1 tree are never followed). Exit 3 when the destination fills up: no tag is
@@ -57,15 +61,15 @@ def migrate(
 
         regtool migrate --from /srv/registry-v1 --to /var/lib/registry --dry-run
     """
-    destination = to if to is not None else choose_root(root, config)
-    plan = plan_migration(source, destination, oci=oci, keep_library=keep_library)
+    destination, bucket = (to, None) if to is not None else choose_target(root, config)
+    plan = plan_migration(source, destination, config=bucket, oci=oci, keep_library=keep_library)
     if dry_run or not yes:
         out.emit(plan, fmt, lambda: _plan_table(plan))
     if not plan.ready:
         if not dry_run:
             out.note("nothing to migrate")
         raise typer.Exit(int(ExitCode.PROBLEMS) if plan.skipped else 0)
-    question = f"Write {len(plan.ready)} tags into {destination}?"
+    question = f"Write {len(plan.ready)} tags into {plan.destination}?"
     if not confirm(question, dry_run=dry_run, yes=yes):
         raise typer.Exit(int(ExitCode.PROBLEMS) if plan.skipped else 0)
     with _progress(plan.layer_bytes) as advance:

@@ -61,10 +61,12 @@ class UploadSessions(Protocol):
         the final body (made durable before the commit)."""
         ...
 
-    def commit(self, repo: str, upload_id: str, digest: str, size: int) -> None:
+    def commit(
+        self, repo: str, upload_id: str, digest: str, size: int, *, link: bool = True
+    ) -> None:
         """Check the session's `size` bytes hash to `digest` (DigestMismatch, nothing
-        linked), put them at the blob's path unless it is there, link it in `repo`, and
-        remove the session."""
+        linked), put them at the blob's path unless it is there, link it in `repo` (unless
+        `link` is False: bulk writers link later), and remove the session."""
         ...
 
     def cancel(self, repo: str, upload_id: str) -> None:
@@ -237,7 +239,9 @@ class FilesystemUploads:
                     handle.close()
         return written
 
-    def commit(self, repo: str, upload_id: str, digest: str, size: int) -> None:
+    def commit(
+        self, repo: str, upload_id: str, digest: str, size: int, *, link: bool = True
+    ) -> None:
         algorithm = split_digest(digest)[0]
         actual = self.hashes.digest(upload_id, size, algorithm)
         hashed_count = size
@@ -246,7 +250,7 @@ class FilesystemUploads:
             actual, hashed_count = digest_of(pieces, algorithm)
         if actual != digest:
             raise DigestMismatch(digest, actual)
-        self.writer.commit_upload(repo, upload_id, digest, hashed_count)
+        self.writer.commit_upload(repo, upload_id, digest, hashed_count, link=link)
         self.hashes.forget(upload_id)
 
     def cancel(self, repo: str, upload_id: str) -> None:

@@ -161,7 +161,9 @@ class ObjectStoreUploads:
             self.hashes.put(upload_id, size + written, copy)
         return size + written
 
-    def commit(self, repo: str, upload_id: str, digest: str, size: int) -> None:
+    def commit(
+        self, repo: str, upload_id: str, digest: str, size: int, *, link: bool = True
+    ) -> None:
         session = self.session(repo, upload_id)
         where = paths.upload_dir(repo, upload_id)
         if not session.started:
@@ -184,7 +186,8 @@ class ObjectStoreUploads:
                 self.driver.copy(session.chunks[0].key, blob)
             else:  # completed only once the bytes read back hash to `digest`
                 self.writer.put_blob_stream(digest, self._read(session))
-        self.writer.link_blob(repo, digest)
+        if link:
+            self.writer.link_blob(repo, digest)
         self.cancel(repo, upload_id)
 
     def _read(self, session: Session) -> Iterator[bytes]:

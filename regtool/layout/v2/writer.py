@@ -76,9 +76,16 @@ class V2Writer:
         self.driver.delete(paths.upload_dir(repo, upload_id))
 
     def commit_upload(
-        self, repo: str, upload_id: str, digest: str, hashed: int | None = None
+        self,
+        repo: str,
+        upload_id: str,
+        digest: str,
+        hashed: int | None = None,
+        *,
+        link: bool = True,
     ) -> int:
-        """Move a finished upload's data to its blob path (unless present), link it, clean up.
+        """Move a finished upload's data to its blob path (unless present), link it (unless
+        `link` is False), clean up.
 
         `hashed` is the byte count the caller's digest covers: the data must have exactly
         that size before the move and after it, else nothing is linked (UploadChanged)."""
@@ -92,7 +99,8 @@ class V2Writer:
             if hashed is not None and moved != hashed:
                 self.driver.move(blob, data)  # never leave bytes under a digest they lack
                 _check_size(blob, moved, hashed)
-        self.link_blob(repo, digest)
+        if link:
+            self.link_blob(repo, digest)
         self.cancel_upload(repo, upload_id)
         return size
 
