@@ -95,3 +95,16 @@ def write_section(title: str, body: str) -> None:
 
 def own_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def daemon_cpu(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) the processes `pids` have used so far (gone ones: 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick

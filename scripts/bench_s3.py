@@ -45,7 +45,6 @@ SECTION = "gc and ls on S3 (Ceph RGW), {repos} x 10"
 BUCKET = "bench"
 PREFIX = "/registry"
 TAGS = 10
-TICK = os.sysconf("SC_CLK_TCK")
 ELIGIBLE = re.compile(r"^blob eligible for deletion: (\S+)\s*$", re.M)
 REF_S3 = "reference gc --dry-run, S3"
 REF_LOCAL = "reference gc --dry-run, local disk"
@@ -116,23 +115,12 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _daemon_cpu(pids: Sequence[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
-
-
 def timed(bench: Bench, pids: Sequence[int]) -> None:
     """One timed run: wall time and peak RSS (_bench.timed), client and server CPU."""
-    client, server = _children_cpu(), _daemon_cpu(pids)
+    client, server = _children_cpu(), _bench.daemon_cpu(pids)
     bench.runs.append(_bench.timed(bench.cmd))
     bench.client_cpu.append(_children_cpu() - client)
-    bench.server_cpu.append(_daemon_cpu(pids) - server)
+    bench.server_cpu.append(_bench.daemon_cpu(pids) - server)
 
 
 def measure(benches: dict[str, Bench], runs: int, pids: Sequence[int]) -> None:

@@ -31,7 +31,6 @@ import rgw  # noqa: E402
 
 BUCKET = "bench"
 PREFIX = "small/"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -41,22 +40,11 @@ class Sample:
     server_cpu: float  # every daemon of the cluster
 
 
-def _daemon_cpu(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
-
-
 def measure(work: Callable[[], int], expected: int, pids: list[int]) -> Sample:
-    cpu0, srv0, t0 = time.process_time(), _daemon_cpu(pids), time.perf_counter()
+    cpu0, srv0, t0 = time.process_time(), _bench.daemon_cpu(pids), time.perf_counter()
     done = work()
     seconds = time.perf_counter() - t0
-    sample = Sample(seconds, time.process_time() - cpu0, _daemon_cpu(pids) - srv0)
+    sample = Sample(seconds, time.process_time() - cpu0, _bench.daemon_cpu(pids) - srv0)
     if done != expected:
         raise RuntimeError(f"expected {expected} results, got {done}")
     return sample
