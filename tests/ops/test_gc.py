@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +30,7 @@ from regtool.ops.gc import (
 from regtool.storage.lock import storage_lock
 from tests.conftest import FIXTURES, snapshot
 from tests.support.ocitar import index_of_indexes
+from tests.support.rgw import bucket_copy
 
 EXPECTED_V2 = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
 EXPECTED_V1 = json.loads((FIXTURES / "v1" / "EXPECTED.json").read_text())
@@ -44,9 +47,32 @@ OLD = time.time() - 10 * 86400
 RUBBISH = b"not referenced by anything"
 
 
+TWIN: Any = None  # the RGW cluster while a test runs: plans are made in a bucket too
+
+
+@pytest.fixture(autouse=True)
+def bucket_twin(rgw: Any, tmp_path: Path) -> Iterator[None]:
+    """Every plan of a v2 tree a test makes (with no grace: a bucket's objects are all new)
+    is also made on a copy of the tree in an S3 bucket, and must be the same."""
+    global TWIN
+    TWIN = (rgw, tmp_path)
+    yield
+    TWIN = None
+
+
 def plan(root: Path, **options: object) -> GcPlan:
     opts = {"grace": 0.0, **options}
-    return plan_gc(open_reader(root), GcOptions(**opts))  # type: ignore[arg-type]
+    result = plan_gc(open_reader(root), GcOptions(**opts))  # type: ignore[arg-type]
+    if TWIN is not None and result.layout == "v2" and not opts["grace"]:
+        cluster, folder = TWIN
+        config = bucket_copy(cluster, root, folder)
+        twin = plan_gc(open_storage(config=config).reader, GcOptions(**opts))  # type: ignore[arg-type]
+        assert (twin.delete, twin.problems, twin.warnings) == (
+            result.delete,
+            result.problems,
+            result.warnings,
+        )
+    return result
 
 
 def blobs(result: GcPlan) -> set[str]:
@@ -58,7 +84,10 @@ def of_kind(result: GcPlan, kind: str) -> set[str]:
 
 
 def age(root: Path, when: float = OLD) -> None:
-    """Make root and every file and folder under it look `when` old."""
+    """Make root and every file and folder under it look `when` old (no bucket twin then:
+    an object's time is when it was uploaded)."""
+    global TWIN
+    TWIN = None
     os.utime(root, (when, when))
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:

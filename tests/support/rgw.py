@@ -103,3 +103,11 @@ def _load_script(name: str) -> ModuleType:
 
 
 s3load = _load_script("s3load")  # load_tree(cluster, bucket, tree, prefix), write_config(...)
+
+
+def bucket_copy(cluster: Any, root: Path, folder: Path) -> Path:
+    """A fresh bucket holding the v2 tree `root` (regular files only: a bucket has no links
+    and no empty folders); returns the distribution config.yml that names it."""
+    bucket = new_bucket(s3_client(cluster))
+    s3load.load_tree(cluster, bucket, root, "/registry")
+    return s3load.write_config(cluster, bucket, "/registry", folder / f"{bucket}.yml")
