@@ -6,16 +6,20 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from regtool.layout.detect import open_reader
+from regtool.layout.store import open_storage
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
 from regtool.ops.verify import Finding, VerifyReport, verify
 from tests.conftest import snapshot
 from tests.support.refregistry import ALL_MANIFEST_TYPES, http_request, reference_registry
+from tests.support.rgw import bucket_copy
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPECTED_V2 = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
@@ -44,8 +48,34 @@ def v1(v1_root: Path) -> Path:
     return v1_root
 
 
+TWIN: Any = None  # the RGW cluster while a test runs: v2 trees are verified in a bucket too
+
+
+@pytest.fixture(autouse=True)
+def bucket_twin(rgw: Any, tmp_path: Path) -> Iterator[None]:
+    """Every verify of a v2 tree a test runs is also run on a copy of the tree in an S3
+    bucket (regular files only), and must find the same, unless the test set file times
+    (a bucket's objects are all new) or made what a bucket cannot hold."""
+    global TWIN
+    TWIN = (rgw, tmp_path)
+    yield
+    TWIN = None
+
+
+def no_twin() -> None:
+    """The tree holds what a bucket cannot (set times, empty folders, non-files)."""
+    global TWIN
+    TWIN = None
+
+
 def run(root: Path, **options: object) -> VerifyReport:
-    return verify(open_reader(root), jobs=2, **options)  # type: ignore[arg-type]
+    report = verify(open_reader(root), jobs=2, **options)  # type: ignore[arg-type]
+    if TWIN is not None and report.checked.layout == "v2":
+        cluster, folder = TWIN
+        config = bucket_copy(cluster, root, folder)
+        twin = verify(open_storage(config=config).reader, jobs=2, **options)  # type: ignore[arg-type]
+        assert twin.problems == report.problems
+    return report
 
 
 def only(report: VerifyReport, kind: str) -> Finding:
@@ -221,6 +251,7 @@ def test_verify_v2_garbage_manifest_is_unreadable_manifest(v2: Path) -> None:
 
 
 def test_verify_v2_folder_instead_of_blob_data_is_unreadable_file(v2: Path) -> None:
+    no_twin()  # an empty folder: a bucket cannot hold it
     data = v2 / v2paths.blob_data(BUSYBOX["digest"])
     data.unlink()
     data.mkdir()
@@ -232,6 +263,7 @@ def test_verify_v2_folder_instead_of_blob_data_is_unreadable_file(v2: Path) -> N
 
 
 def test_verify_v2_folder_instead_of_link_is_unreadable_file(v2: Path) -> None:
+    no_twin()  # an empty folder: a bucket cannot hold it
     link = v2 / v2paths.tag_current_link("busybox", "latest")
     link.unlink()
     link.mkdir()
@@ -243,6 +275,7 @@ def test_verify_v2_folder_instead_of_link_is_unreadable_file(v2: Path) -> None:
 
 
 def test_verify_v2_junk_and_temp_files_are_warnings(v2: Path) -> None:
+    no_twin()  # file times: a bucket cannot hold it
     blob_dir = v2 / v2paths.blob_dir(BUSYBOX_LAYER)
     (blob_dir / "notes.txt").write_text("hello")
     (blob_dir / "data.0b0d5a2c-3f5e-4b7b-9c1e-2f1a3b4c5d6e.tmp").write_bytes(b"x")
@@ -289,6 +322,7 @@ def _upload(root: Path, repo: str, uuid: str, started: float | None, mtime: floa
 
 
 def test_verify_v2_untouched_upload_is_stale_upload(v2: Path) -> None:
+    no_twin()  # file times: a bucket cannot hold it
     now = time.time()
     old = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
     fresh = "6fa459ea-ee8a-4ca4-894e-db77e160355e"
