@@ -16,6 +16,38 @@ from tests.support.refregistry import ALL_MANIFEST_TYPES, http_request, referenc
 ACCEPT = ", ".join(ALL_MANIFEST_TYPES)
 
 
+def in_bucket(root: Path, rgw: object, folder: Path) -> object:
+    """A reader over a copy of the v2 tree `root` in an S3 bucket."""
+    from regtool.layout.store import open_storage
+    from tests.support.rgw import bucket_copy
+
+    return open_storage(config=bucket_copy(rgw, root, folder)).reader
+
+
+@pytest.fixture
+def tags_of(rgw, tmp_path):
+    """list_tags of a v2 tree, checked equal on a copy of it in an S3 bucket."""
+
+    def rows(root: Path) -> tuple:
+        found = list_tags(open_reader(root))
+        assert list_tags(in_bucket(root, rgw, tmp_path)) == found  # type: ignore[arg-type]
+        return found
+
+    return rows
+
+
+@pytest.fixture
+def repos_of(rgw, tmp_path):
+    """list_repositories of a v2 tree, checked equal on a copy of it in an S3 bucket."""
+
+    def rows(root: Path) -> tuple:
+        found = list_repositories(open_reader(root))
+        assert list_repositories(in_bucket(root, rgw, tmp_path)) == found  # type: ignore[arg-type]
+        return found
+
+    return rows
+
+
 def _get(url: str, accept: str = ACCEPT) -> tuple[dict, str]:
     status, body, headers = http_request("GET", url, headers={"Accept": accept})
     assert status == 200, url
@@ -58,8 +90,8 @@ def reference_view(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     return view
 
 
-def test_ls_v2_rows_match_the_reference_registry(v2_root, reference_view):
-    rows = {f"{r.repository}:{r.tag}": r for r in list_tags(open_reader(v2_root))}
+def test_ls_v2_rows_match_the_reference_registry(v2_root, reference_view, tags_of):
+    rows = {f"{r.repository}:{r.tag}": r for r in tags_of(v2_root)}
     assert set(rows) == set(reference_view)
     for label, ref in reference_view.items():
         row = rows[label]
@@ -71,8 +103,8 @@ def test_ls_v2_rows_match_the_reference_registry(v2_root, reference_view):
         assert row.warnings == ()
 
 
-def test_ls_v2_untagged_and_artifact_manifests_hold_nothing(v2_root, reference_view):
-    rows = list_tags(open_reader(v2_root))
+def test_ls_v2_untagged_and_artifact_manifests_hold_nothing(v2_root, reference_view, tags_of):
+    rows = tags_of(v2_root)
     # the busybox tree keeps an untagged earlier revision: its blobs are in no row
     assert sum(r.exclusive for r in rows if r.repository == "busybox") == sum(
         reference_view["busybox:latest"]["blobs"].values()
@@ -143,9 +175,9 @@ def test_ls_never_writes_to_the_root(v1_root, v2_root):
         (b"sha256:" + b"A" * 64, "upper-case"),
     ],
 )
-def test_ls_marks_a_tag_with_a_malformed_link(v2_root, content, message):
+def test_ls_marks_a_tag_with_a_malformed_link(v2_root, content, message, tags_of):
     (v2_root / paths.tag_current_link("centos", "6.7")).write_bytes(content)
-    rows = {(r.repository, r.tag): r for r in list_tags(open_reader(v2_root))}
+    rows = {(r.repository, r.tag): r for r in tags_of(v2_root)}
     bad = rows[("centos", "6.7")]
     assert bad.digest is None and bad.size == 0
     assert len(bad.warnings) == 1 and message in bad.warnings[0]
@@ -153,10 +185,10 @@ def test_ls_marks_a_tag_with_a_malformed_link(v2_root, content, message):
     assert rows[("centos", "httpd")].warnings == ()
 
 
-def test_ls_marks_a_dangling_tag(v2_root):
+def test_ls_marks_a_dangling_tag(v2_root, tags_of):
     missing = "sha256:" + "f" * 64
     (v2_root / paths.tag_current_link("sshd", "latest")).write_bytes(missing.encode())
-    row = next(r for r in list_tags(open_reader(v2_root)) if r.repository == "sshd")
+    row = next(r for r in tags_of(v2_root) if r.repository == "sshd")
     assert row.digest == missing and row.size == 0
     assert "missing" in row.warnings[0] and paths.blob_data(missing) in row.warnings[0]
 
@@ -170,11 +202,11 @@ def test_ls_reports_an_unreadable_manifest_instead_of_failing(v2_root, v2_expect
     assert "unreadable manifest" in row.warnings[0]
 
 
-def test_ls_warns_about_a_repository_without_layers_folder(v2_root):
+def test_ls_warns_about_a_repository_without_layers_folder(v2_root, repos_of):
     import shutil
 
     shutil.rmtree(v2_root / paths.layers_dir("sshd"))
-    rows = {r.repository: r for r in list_repositories(open_reader(v2_root))}
+    rows = {r.repository: r for r in repos_of(v2_root)}
     assert "no _layers folder" in rows["sshd"].warnings[0]
     assert rows["sshd"].tags == 1
 
@@ -186,13 +218,13 @@ def test_ls_accepts_the_docker_registry_v2_folder_as_root(v2_root):
     ]
 
 
-def test_two_tags_on_one_manifest_leave_neither_exclusive_bytes(v2_root, v2_expected):
+def test_two_tags_on_one_manifest_leave_neither_exclusive_bytes(v2_root, v2_expected, tags_of):
     from regtool.layout.v2.writer import V2Writer
     from regtool.storage.filesystem import FilesystemDriver
 
     digest = v2_expected["manifests"]["centos:httpd"]["digest"]
     V2Writer(FilesystemDriver(v2_root)).tag("centos", "alias", digest)
-    rows = {(r.repository, r.tag): r for r in list_tags(open_reader(v2_root))}
+    rows = {(r.repository, r.tag): r for r in tags_of(v2_root)}
     assert rows[("centos", "alias")].size == rows[("centos", "httpd")].size > 0
     assert rows[("centos", "alias")].exclusive == rows[("centos", "httpd")].exclusive == 0
     # the base layers now have one more user, nothing else changes for centos:6.7
