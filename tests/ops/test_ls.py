@@ -229,3 +229,44 @@ def test_two_tags_on_one_manifest_leave_neither_exclusive_bytes(v2_root, v2_expe
     assert rows[("centos", "alias")].exclusive == rows[("centos", "httpd")].exclusive == 0
     # the base layers now have one more user, nothing else changes for centos:6.7
     assert rows[("centos", "6.7")].exclusive > 0
+
+
+def test_an_index_of_indexes_counts_every_image_below_it(v2_root, v2_expected, tags_of):
+    """As gc marks through nested indexes to any depth, ls counts what they hold."""
+    import hashlib
+
+    from tests.support.ocitar import index_of_indexes
+
+    multi = v2_expected["manifests"]["multi:latest"]
+    top = index_of_indexes(multi["digest"], multi["size"])
+    digest = f"sha256:{hashlib.sha256(top).hexdigest()}"
+    data = v2_root / paths.blob_data(digest)
+    data.parent.mkdir(parents=True)
+    data.write_bytes(top)
+    for link in (paths.revision_link("multi", digest), paths.tag_current_link("multi", "nested")):
+        (v2_root / link).parent.mkdir(parents=True, exist_ok=True)
+        (v2_root / link).write_text(digest)
+    rows = {(r.repository, r.tag): r for r in tags_of(v2_root)}
+    nested, plain = rows[("multi", "nested")], rows[("multi", "latest")]
+    assert nested.warnings == () and nested.platforms == plain.platforms
+    assert nested.size == plain.size > 0
+
+
+def test_a_chain_of_thousands_of_nested_indexes_is_read_without_recursion(v2_root, v2_expected):
+    import hashlib
+
+    from tests.support.ocitar import index_of_indexes
+
+    multi = v2_expected["manifests"]["multi:latest"]
+    digest, size = multi["digest"], multi["size"]
+    for _ in range(3000):  # deeper than Python's recursion limit
+        top = index_of_indexes(digest, size)
+        digest, size = f"sha256:{hashlib.sha256(top).hexdigest()}", len(top)
+        data = v2_root / paths.blob_data(digest)
+        data.parent.mkdir(parents=True)
+        data.write_bytes(top)
+    link = v2_root / paths.tag_current_link("multi", "deep")
+    link.parent.mkdir(parents=True)
+    link.write_text(digest)
+    rows = {(r.repository, r.tag): r for r in list_tags(open_reader(v2_root))}
+    assert rows[("multi", "deep")].size == rows[("multi", "latest")].size > 0

@@ -191,10 +191,8 @@ class V2Reader(ForeignNotes):
         issues: list[Issue] = []
         if isinstance(manifest, ImageIndex):
             images = []
-            for child in manifest.manifests:
-                image = self._child(
-                    child.digest, str(child.platform) if child.platform else None, detail
-                )
+            for child, platform in self._leaves(digest, manifest):
+                image = self._child(child, platform, detail)
                 if isinstance(image, Issue):
                     issues.append(image)
                 else:
@@ -206,6 +204,26 @@ class V2Reader(ForeignNotes):
         image = self._image(digest, manifest, None, issues, detail)
         subject = getattr(manifest.subject, "digest", None)
         return Resolved(digest, manifest.media_type, False, (image,), tuple(issues), subject)
+
+    def _leaves(self, digest: str, index: ImageIndex) -> list[tuple[str, str | None]]:
+        """(digest, platform) of every image below `index`, in order, through nested indexes
+        to any depth (as gc marks them); each nested index is followed once."""
+        found: list[tuple[str, str | None]] = []
+        seen = {digest}
+        stack = [iter(index.manifests)]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+                continue
+            nested = self.manifest(child.digest)
+            if isinstance(nested, ImageIndex):
+                if child.digest not in seen:
+                    seen.add(child.digest)
+                    stack.append(iter(nested.manifests))
+                continue
+            found.append((child.digest, str(child.platform) if child.platform else None))
+        return found
 
     def _child(self, digest: str, platform: str | None, detail: bool) -> Image | Issue:
         cached = self._children.get((digest, detail))
