@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,7 @@ from regtool.ops.rm import RmPlan, plan_rm, remove
 from regtool.storage.lock import storage_lock
 from tests.conftest import FIXTURES
 from tests.support.ocitar import index_of_indexes
+from tests.support.rgw import bucket_copy
 
 EXPECTED_V2 = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
 BUSYBOX = EXPECTED_V2["manifests"]["busybox:latest"]
@@ -26,12 +29,46 @@ MULTI = EXPECTED_V2["manifests"]["multi:latest"]
 ARM_CHILD = MULTI["manifests"][1]["digest"]
 
 
+TWIN: Any = None  # (RGW cluster, folder) while a test runs: rm plans are made in a bucket too
+
+
+@pytest.fixture(autouse=True)
+def bucket_twin(rgw: Any, tmp_path: Path) -> Iterator[None]:
+    global TWIN
+    TWIN = (rgw, tmp_path)
+    yield
+    TWIN = None
+
+
+def plan_rm_checked(reader: Any, refs: list[str], **options: Any) -> RmPlan:
+    """plan_rm, also made on a copy of the v2 tree in an S3 bucket (by the same references):
+    the plan, or the error, must be the same."""
+    try:
+        found: RmPlan | UsageError = plan_rm(reader, refs, **options)
+    except UsageError as exc:
+        found = exc
+    if TWIN is not None and reader.layout == "v2" and reader.root is not None:
+        cluster, folder = TWIN
+        twin_reader = open_storage(config=bucket_copy(cluster, reader.root, folder)).reader
+        try:
+            twin: RmPlan | UsageError = plan_rm(twin_reader, refs, **options)
+        except UsageError as exc:
+            twin = exc
+        if isinstance(found, UsageError):
+            assert isinstance(twin, type(found)) and str(twin) == str(found)
+        else:
+            assert twin == found
+    if isinstance(found, UsageError):
+        raise found
+    return found
+
+
 def kinds(plan: RmPlan) -> set[tuple[str, str]]:
     return {(e.kind, e.id) for e in plan.delete}
 
 
 def test_rm_v2_removes_the_tag_folder_and_leaves_the_revision(v2_root):
-    plan = plan_rm(open_reader(v2_root), ["busybox:latest"])
+    plan = plan_rm_checked(open_reader(v2_root), ["busybox:latest"])
     assert plan.delete == (
         GcEntry("tag", "busybox:latest", 0, v2paths.tag_dir("busybox", "latest")),
     )
@@ -42,7 +79,7 @@ def test_rm_v2_removes_the_tag_folder_and_leaves_the_revision(v2_root):
 
 
 def test_rm_v2_with_manifest_drops_the_revision_so_gc_frees_the_layers(v2_root):
-    plan = plan_rm(open_reader(v2_root), ["centos6"], manifest=True)
+    plan = plan_rm_checked(open_reader(v2_root), ["centos6"], manifest=True)
     digest = EXPECTED_V2["manifests"]["centos6:latest"]["digest"]
     assert kinds(plan) == {("tag", "centos6:latest"), ("manifest", f"centos6@{digest}")}
     remove(open_storage(v2_root, writable=True), ["centos6"], manifest=True)
@@ -54,15 +91,15 @@ def test_rm_v2_with_manifest_drops_the_revision_so_gc_frees_the_layers(v2_root):
 def test_rm_v2_manifest_kept_while_another_tag_points_at_it(v2_root):
     tags = v2_root / v2paths.tags_dir("centos")
     shutil.copytree(tags / "6.7", tags / "six")
-    plan = plan_rm(open_reader(v2_root), ["centos:6.7"], manifest=True)
+    plan = plan_rm_checked(open_reader(v2_root), ["centos:6.7"], manifest=True)
     assert kinds(plan) == {("tag", "centos:6.7")}
     assert plan.notes and "centos:six" in plan.notes[0]
-    both = plan_rm(open_reader(v2_root), ["centos:6.7", "centos:six"], manifest=True)
+    both = plan_rm_checked(open_reader(v2_root), ["centos:6.7", "centos:six"], manifest=True)
     assert ("manifest", f"centos@{CENTOS67['digest']}") in kinds(both)
 
 
 def test_rm_v2_manifest_by_digest_keeps_a_child_of_a_tagged_index(v2_root):
-    plan = plan_rm(open_reader(v2_root), [f"multi@{ARM_CHILD}"], manifest=True)
+    plan = plan_rm_checked(open_reader(v2_root), [f"multi@{ARM_CHILD}"], manifest=True)
     assert plan.delete == ()
     assert "multi:latest" in plan.notes[0]
 
@@ -78,13 +115,15 @@ def test_rm_v2_keeps_a_child_an_index_of_indexes_still_reaches(v2_root):
     link = v2_root / v2paths.tag_current_link("multi", "nested")
     link.parent.mkdir(parents=True)
     link.write_text(digest)
-    plan = plan_rm(open_reader(v2_root), ["multi:latest", f"multi@{ARM_CHILD}"], manifest=True)
+    plan = plan_rm_checked(
+        open_reader(v2_root), ["multi:latest", f"multi@{ARM_CHILD}"], manifest=True
+    )
     assert ("manifest", f"multi@{ARM_CHILD}") not in kinds(plan)
     assert any("multi:nested" in note for note in plan.notes)
 
 
 def test_rm_v2_manifest_by_digest_removes_every_tag_pointing_at_it(v2_root):
-    plan = plan_rm(open_reader(v2_root), [f"busybox@{BUSYBOX['digest']}"], manifest=True)
+    plan = plan_rm_checked(open_reader(v2_root), [f"busybox@{BUSYBOX['digest']}"], manifest=True)
     assert kinds(plan) == {
         ("tag", "busybox:latest"),
         ("manifest", f"busybox@{BUSYBOX['digest']}"),
@@ -93,7 +132,7 @@ def test_rm_v2_manifest_by_digest_removes_every_tag_pointing_at_it(v2_root):
 
 def test_rm_by_digest_without_manifest_is_a_usage_error(v2_root):
     with pytest.raises(UsageError, match="--manifest"):
-        plan_rm(open_reader(v2_root), [f"busybox@{BUSYBOX['digest']}"])
+        plan_rm_checked(open_reader(v2_root), [f"busybox@{BUSYBOX['digest']}"])
 
 
 def test_rm_accepts_library_short_forms_on_v1(v1_root):
@@ -124,7 +163,7 @@ def test_rm_v1_refuses_manifest(v1_root):
 
 def test_rm_removes_a_tag_whose_link_is_broken(v2_root):
     (v2_root / v2paths.tag_current_link("busybox", "latest")).write_text("garbage")
-    plan = plan_rm(open_reader(v2_root), ["busybox:latest"], manifest=True)
+    plan = plan_rm_checked(open_reader(v2_root), ["busybox:latest"], manifest=True)
     assert kinds(plan) == {("tag", "busybox:latest")}
     assert "broken" in plan.notes[0]
 
@@ -139,7 +178,7 @@ def test_rm_removes_a_tag_whose_link_is_broken(v2_root):
 )
 def test_rm_names_what_it_cannot_find(v2_root, ref, error):
     with pytest.raises(error):
-        plan_rm(open_reader(v2_root), [ref])
+        plan_rm_checked(open_reader(v2_root), [ref])
 
 
 def test_rm_while_the_lock_is_held_fails_with_lock_held(v2_root):
@@ -149,7 +188,7 @@ def test_rm_while_the_lock_is_held_fails_with_lock_held(v2_root):
 
 
 def test_rm_deletes_only_what_the_shown_plan_named(v2_root: Path):
-    shown = plan_rm(open_reader(v2_root), ["busybox"])
+    shown = plan_rm_checked(open_reader(v2_root), ["busybox"])
     result = remove(open_storage(v2_root, writable=True), ["busybox", "centos:6.7"], shown=shown)
     assert result.plan.delete == shown.delete
     assert (v2_root / v2paths.tag_dir("centos", "6.7")).exists()
