@@ -139,3 +139,38 @@ def test_a_refused_request_leaves_the_session_usable(tmp_path: Path) -> None:
         status, headers, _ = request(host, "GET", location)
         assert (status, headers["Range"]) == (204, f"0-{len(WHOLE) - 1}")
         _assert_committed_whole(host, location, root)
+
+
+# -- lock scope: the storage lock covers commits, never a body streaming in ----------------
+def test_a_patch_streams_while_gc_holds_the_lock_and_a_refused_commit_keeps_the_bytes(
+    tmp_path: Path,
+) -> None:
+    from regtool.server.handlers.context import Options
+    from regtool.storage.lock import storage_lock
+
+    root = tmp_path / "root"
+    seed(root)
+    data = b"streamed while gc ran" * 1000
+    digest = sha(data)
+    with in_process(root, Options(lock_timeout=0.2)) as served:
+        status, headers, _ = request(served.host, "POST", f"/v2/{REPO}/blobs/uploads/")
+        assert status == 202
+        location = headers["Location"]
+        with storage_lock(root, exclusive=True):  # a gc sweeping
+            status, _, body = request(
+                served.host,
+                "PATCH",
+                location,
+                data,
+                {"Content-Type": "application/octet-stream"},
+            )
+            assert status == 202, body  # the body is taken, not refused
+            status, headers, body = request(served.host, "PUT", f"{location}?digest={digest}")
+            assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
+            assert not (root / paths.blob_data(digest)).exists()
+        status, headers, _ = request(served.host, "GET", location)
+        assert status == 204 and headers["Range"] == f"0-{len(data) - 1}"  # kept for a retry
+        status, _, body = request(served.host, "PUT", f"{location}?digest={digest}")
+        assert status == 201, body
+        status, _, got = request(served.host, "GET", f"/v2/{REPO}/blobs/{digest}")
+        assert status == 200 and got == data

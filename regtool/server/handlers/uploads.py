@@ -52,19 +52,20 @@ def _created(name: str, digest: str) -> Response:
 def start_upload(ctx: Context, req: Request, name: str, ref: str) -> Response:
     mount, source = req.query.get("mount"), req.query.get("from")
     expected = req.query.get("digest")
-    with ctx.writing():
-        if mount and source:
-            digest = ctx.check_digest(mount)
-            if ctx.check_name(source) and _mountable(ctx, source, digest):
+    ctx.check_writable()
+    if mount and source:
+        digest = ctx.check_digest(mount)
+        if ctx.check_name(source) and _mountable(ctx, source, digest):
+            with ctx.writing():
                 ctx.writer.link_blob(name, digest)
-                return _created(name, digest)
-        if expected is not None:
-            digest = ctx.check_digest(expected)
-            upload_id = ctx.uploads.start(name)
-            with _held(ctx, name, upload_id) as size:
-                _finish(ctx, req, name, upload_id, digest, size)
             return _created(name, digest)
+    if expected is not None:
+        digest = ctx.check_digest(expected)
         upload_id = ctx.uploads.start(name)
+        with _held(ctx, name, upload_id) as size:
+            _finish(ctx, req, name, upload_id, digest, size)
+        return _created(name, digest)
+    upload_id = ctx.uploads.start(name)
     return empty(202, _session_headers(name, upload_id, 0))
 
 
@@ -133,7 +134,8 @@ def _check_content_range(req: Request, size: int, upload_id: str, name: str) -> 
 
 
 def patch_upload(ctx: Context, req: Request, name: str, ref: str) -> Response:
-    with ctx.writing(), _held(ctx, name, ref) as size:
+    ctx.check_writable()  # no storage lock while a body streams in: gc may run meanwhile
+    with _held(ctx, name, ref) as size:
         if req.header("content-type") not in _OCTET_TYPES:
             raise ApiError("BLOB_UPLOAD_INVALID", "chunks must be application/octet-stream")
         _check_content_range(req, size, ref, name)
@@ -143,7 +145,8 @@ def patch_upload(ctx: Context, req: Request, name: str, ref: str) -> Response:
 
 def finish_upload(ctx: Context, req: Request, name: str, ref: str) -> Response:
     expected = req.query.get("digest")
-    with ctx.writing(), _held(ctx, name, ref) as size:
+    ctx.check_writable()
+    with _held(ctx, name, ref) as size:
         if not expected:
             raise ApiError("DIGEST_INVALID", "the digest parameter is required")
         digest = ctx.check_digest(expected)
@@ -175,10 +178,17 @@ def _finish(
     ctx: Context, req: Request, name: str, upload_id: str, digest: str, size: int = 0
 ) -> None:
     """Store the last body, then commit: the storage checks the digest before anything is
-    linked. Any failure removes the session."""
+    linked. Only the commit holds the storage lock (shared), not the body streaming in.
+    Any failure removes the session, except a lock held by gc past the timeout: the bytes
+    are stored, and the client's retried PUT commits them."""
     try:
         size = _append(ctx, req, name, upload_id, size, last=True)
-        ctx.uploads.commit(name, upload_id, digest, size)
+        with ctx.writing():
+            ctx.uploads.commit(name, upload_id, digest, size)
+    except ApiError as exc:
+        if exc.code != "UNAVAILABLE":
+            _discard(ctx, name, upload_id)
+        raise
     except DigestMismatch as exc:
         _discard(ctx, name, upload_id)
         raise ApiError(
