@@ -88,3 +88,33 @@ def test_ls_and_gc_plan_through_the_view_match_the_plain_reader(v2_root: Path) -
     for untagged in (False, True):
         options = GcOptions(grace=0.0, delete_untagged=untagged)
         assert plan_gc(viewed, options).delete == plan_gc(plain, options).delete
+
+
+class Batched:
+    """The filesystem driver plus an object store's batch read, recording what was asked."""
+
+    def __init__(self, driver: FilesystemDriver) -> None:
+        self.driver = driver
+        self.batches: list[list[str]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.driver, name)
+
+    def get_many(self, paths, limit=None):
+        self.batches.append(list(paths))
+        return {path: self.driver.get(path, limit) for path in self.batches[-1]}
+
+
+def test_without_md5s_warming_fetches_links_and_manifests_never_layers(v2_root, v2_expected):
+    """Listed MD5s missing (an SSE-KMS bucket): every link is fetched, then the manifests
+    the revision and tag links name; no layer blob is read ahead."""
+    driver = Batched(FilesystemDriver(v2_root))
+    view = Snapshot(driver, bulk.AREAS, bulk.warm)  # type: ignore[arg-type]
+    view.list(v2paths.REPOSITORIES)
+    links, manifests = driver.batches
+    assert all(path.endswith("/link") for path in links)
+    stored = {m["digest"] for m in v2_expected["manifests"].values()}
+    layers = {layer for m in v2_expected["manifests"].values() for layer in m.get("layers", ())}
+    fetched = {path.split("/")[-2] for path in manifests}
+    assert {d.split(":")[1] for d in stored} <= fetched
+    assert not fetched & {d.split(":")[1] for d in layers - stored}

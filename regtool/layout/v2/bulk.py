@@ -34,6 +34,7 @@ def warm(snapshot: Snapshot, area: str) -> None:
     if area != paths.REPOSITORIES:
         return
     unsettled: list[str] = []
+    naming: list[str] = []  # unsettled links that name a manifest (revisions, current tags)
     manifests: set[str] = set()
     current: dict[str, str] = {}  # current link -> its tag folder
     candidates: dict[str, set[str]] = defaultdict(set)  # tag folder -> digests in its index
@@ -60,11 +61,14 @@ def warm(snapshot: Snapshot, area: str) -> None:
             digest = None
         if digest is None or not snapshot.settle(info.path, digest.encode()):
             unsettled.append(info.path)
+            if marker and parts[0] == "revisions":
+                naming.append(info.path)
     for link, tag in current.items():
         if not any(snapshot.settle(link, d.encode()) for d in sorted(candidates.get(tag, ()))):
             unsettled.append(link)
+            naming.append(link)
     snapshot.prefetch(unsettled, MAX_LINK_BYTES)
-    for link in unsettled:  # what the fetched links name is read next
+    for link in naming:  # the manifests they name are read next (not layers: too big)
         try:
             manifests.add(snapshot.get(link, MAX_LINK_BYTES).decode("ascii").strip())
         except (UnicodeDecodeError, StorageError):
