@@ -20,7 +20,7 @@ THIRD_PARTY_ONLY_IN_CLI = {"typer", "click"}
 # imports without them)
 OPTIONAL_IN_STORAGE = {
     PACKAGE / "storage" / "objectstore.py": {"obstore"},
-    PACKAGE / "storage" / "s3config.py": {"obstore"},
+    PACKAGE / "storage" / "s3config.py": {"obstore", "boto3", "botocore"},  # boto3: multipart
 }
 
 

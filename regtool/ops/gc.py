@@ -26,7 +26,16 @@ DEFAULT_UPLOAD_AGE = 86400.0  # 24h, the same default as verify's stale-upload c
 # Deletion order: what references comes before what it references, so that an interrupted
 # run leaves nothing that names a deleted object. Tags and their index entries name
 # manifests; manifests are served through the layer links of their repository; blobs last.
-PHASES = {"tag": 0, "link": 0, "file": 0, "manifest": 1, "upload": 2, "temp": 2, "repository": 3}
+PHASES = {
+    "tag": 0,
+    "link": 0,
+    "file": 0,
+    "manifest": 1,
+    "upload": 2,
+    "multipart": 2,
+    "temp": 2,
+    "repository": 3,
+}
 LAYER_LINK_PHASE = 2  # a `_layers` link: after the manifests that need it
 LAST_PHASE = 4  # blob, image
 
@@ -224,6 +233,9 @@ def delete_entries(
 
 
 def remove(driver: StorageDriver, entry: GcEntry) -> None:
+    if entry.kind == "multipart":  # an object store's unfinished write: `id` is its upload id
+        driver.abort_multipart(entry.path, entry.id)  # type: ignore[attr-defined]
+        return
     if entry.kind == "repository":
         from regtool.ops.gc_v2 import remove_repository
 

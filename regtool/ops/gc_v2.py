@@ -285,6 +285,7 @@ class V2Collector(Sweeper):
             repository = self.sweep_repository(state, len(uploads))
             if repository is not None:
                 late.append(repository)
+        late.extend(self.stale_multipart())
         refusals, foreign = judge_foreign(
             self.driver, self.files.foreign, paths.may_hold_tags, paths.REPOSITORIES
         )
@@ -302,6 +303,21 @@ class V2Collector(Sweeper):
             kept_recent=self.kept_recent,
             forced=self.options.force,
             skipped=tuple(skipped),
+        )
+
+    def stale_multipart(self) -> list[GcEntry]:
+        """An object store's multipart uploads begun before the upload cutoff: unfinished
+        writes (a push or commit that died) whose parts cost storage but are no object."""
+        listing = getattr(self.driver, "multipart_uploads", None)
+        if listing is None:
+            return []
+        return sorted(
+            (
+                GcEntry("multipart", m.upload_id, m.size, m.path)
+                for m in listing(paths.V2)
+                if m.initiated < self.upload_cutoff
+            ),
+            key=lambda entry: entry.path,
         )
 
 

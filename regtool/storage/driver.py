@@ -125,6 +125,17 @@ class Entry:
     foreign: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Multipart:
+    """An object store's unfinished multipart upload: `path` is the key it would create
+    (relative, like every driver key), `size` the bytes its parts hold."""
+
+    path: str
+    upload_id: str
+    initiated: float
+    size: int
+
+
 class StorageDriver(Protocol):
     """What layouts need from a place that stores bytes."""
 

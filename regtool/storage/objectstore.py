@@ -7,6 +7,7 @@ so regtool imports without it; making a driver without it raises StorageError.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import threading
 from collections.abc import Iterable, Iterator
@@ -17,12 +18,20 @@ from regtool.storage.driver import (
     Entry,
     FileInfo,
     InvalidPath,
+    Multipart,
     ObjectExists,
     PathNotFound,
     StorageError,
     TooLarge,
 )
-from regtool.storage.s3config import S3Settings, make_store, put_attributes, status_of, translate
+from regtool.storage.s3config import (
+    S3Settings,
+    make_boto3_client,
+    make_store,
+    put_attributes,
+    status_of,
+    translate,
+)
 from regtool.storage.scan import Scan
 
 if TYPE_CHECKING:
@@ -47,6 +56,7 @@ class ObjectStoreDriver:
         self._attributes = put_attributes(settings)
         self.store = make_store(settings, timeout="10min")
         self._check_store = make_store(settings, timeout="5s", retries=1)
+        self._boto: Any = None
 
     def scanner(self) -> Scan:
         return Scan(self)
@@ -242,6 +252,64 @@ class ObjectStoreDriver:
             return None
         etag = etag.strip('"')
         return etag if len(etag) == 32 and not etag.strip("0123456789abcdef") else None
+
+    # -- multipart uploads left behind (obstore has no call for them: boto3) ----------------
+    def multipart_uploads(self, prefix: str) -> builtins.list[Multipart]:
+        """Every unfinished multipart upload below `prefix`, with the bytes of its parts."""
+        client = self._multipart_client()
+        root = self.settings.prefix
+        full = f"{root}/{self._key(prefix)}" if root else self._key(prefix)
+        found: builtins.list[Multipart] = []
+        try:
+            pages = client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.settings.bucket, Prefix=full + "/"
+            )
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    key, upload_id = upload["Key"], upload["UploadId"]
+                    size = self._parts_size(client, key, upload_id)
+                    if size is None:
+                        continue  # finished or aborted meanwhile
+                    relative = key[len(root) + 1 :] if root else key
+                    found.append(
+                        Multipart(relative, upload_id, upload["Initiated"].timestamp(), size)
+                    )
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._error(prefix, exc) from None
+        return found
+
+    def _parts_size(self, client: Any, key: str, upload_id: str) -> int | None:
+        try:
+            pages = client.get_paginator("list_parts").paginate(
+                Bucket=self.settings.bucket, Key=key, UploadId=upload_id
+            )
+            return sum(part["Size"] for page in pages for part in page.get("Parts", ()))
+        except Exception as exc:
+            if status_of(exc) == 404 or "NoSuch" in str(exc):
+                return None
+            raise
+
+    def abort_multipart(self, path: str, upload_id: str) -> None:
+        """Abort one multipart upload (its parts are freed); a finished one is no error."""
+        key = self._writable(path)
+        root = self.settings.prefix
+        try:
+            self._multipart_client().abort_multipart_upload(
+                Bucket=self.settings.bucket,
+                Key=f"{root}/{key}" if root else key,
+                UploadId=upload_id,
+            )
+        except Exception as exc:
+            if status_of(exc) == 404 or "NoSuchUpload" in str(exc):
+                return
+            raise self._error(path, exc) from None
+
+    def _multipart_client(self) -> Any:
+        if self._boto is None:
+            self._boto = make_boto3_client(self.settings)
+        return self._boto
 
     # -- writes ----------------------------------------------------------------------------
     def _writable(self, path: str) -> str:

@@ -187,3 +187,31 @@ def translate(settings: S3Settings, path: str, exc: Exception) -> StorageError:
     if status is not None:
         return StorageError(path, f"S3 answered {status}{f' {code}' if code else ''}")
     return StorageError(path, _first_line(text))
+
+
+def make_boto3_client(settings: S3Settings) -> Any:
+    """A boto3 S3 client for the calls obstore does not offer (listing and aborting
+    multipart uploads); refuses (StorageError) when boto3 is missing."""
+    try:
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+    except ImportError:
+        raise StorageError(
+            settings.location(), "S3 storage needs boto3: pip install 'regtool[s3]'"
+        ) from None
+    endpoint = settings.endpoint.rstrip("/") if settings.endpoint else None
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=settings.region,
+        aws_access_key_id=settings.access_key,
+        aws_secret_access_key=settings.secret_key,
+        aws_session_token=settings.session_token,
+        verify=not settings.skipverify,
+        config=Config(
+            s3={"addressing_style": "path" if settings.forcepathstyle else "virtual"},
+            retries={"max_attempts": RETRIES + 1, "mode": "standard"},
+            connect_timeout=3,
+            read_timeout=30,
+        ),
+    )

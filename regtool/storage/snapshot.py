@@ -12,6 +12,7 @@ the view so that it stays what the store holds.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,7 @@ from typing import BinaryIO
 from regtool.storage.driver import (
     Entry,
     FileInfo,
+    Multipart,
     PathNotFound,
     StorageDriver,
     StorageError,
@@ -233,6 +235,14 @@ class Snapshot:
         if area is not None:
             self._forget(src, area)
         self._wrote(dst, size)
+
+    def multipart_uploads(self, prefix: str) -> builtins.list[Multipart]:
+        """The driver's unfinished multipart uploads below `prefix` (never cached)."""
+        listing = getattr(self.driver, "multipart_uploads", None)
+        return listing(prefix) if listing is not None else []
+
+    def abort_multipart(self, path: str, upload_id: str) -> None:
+        self.driver.abort_multipart(path, upload_id)  # type: ignore[attr-defined]
 
     def open_append(self, path: str) -> BinaryIO:
         raise StorageError(path, "appending is not possible through a snapshot")
