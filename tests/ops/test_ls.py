@@ -11,7 +11,9 @@ from regtool.layout.detect import open_reader
 from regtool.layout.v2 import paths
 from regtool.ops.ls import list_repositories, list_tags
 from tests.conftest import V2_FIXTURE, copy_tree, snapshot
+from tests.support.ocitar import index_of_indexes
 from tests.support.refregistry import ALL_MANIFEST_TYPES, http_request, reference_registry
+from tests.support.v2tree import put_blob, put_link
 
 ACCEPT = ", ".join(ALL_MANIFEST_TYPES)
 
@@ -24,28 +26,25 @@ def in_bucket(root: Path, rgw: object, folder: Path) -> object:
     return open_storage(config=bucket_copy(rgw, root, folder)).reader
 
 
-@pytest.fixture
-def tags_of(rgw, tmp_path):
-    """list_tags of a v2 tree, checked equal on a copy of it in an S3 bucket."""
+def checked_in_bucket(listing, rgw, folder):
+    """`listing` of a v2 tree's reader, checked equal on a copy of the tree in a bucket."""
 
     def rows(root: Path) -> tuple:
-        found = list_tags(open_reader(root))
-        assert list_tags(in_bucket(root, rgw, tmp_path)) == found  # type: ignore[arg-type]
+        found = listing(open_reader(root))
+        assert listing(in_bucket(root, rgw, folder)) == found
         return found
 
     return rows
+
+
+@pytest.fixture
+def tags_of(rgw, tmp_path):
+    return checked_in_bucket(list_tags, rgw, tmp_path)
 
 
 @pytest.fixture
 def repos_of(rgw, tmp_path):
-    """list_repositories of a v2 tree, checked equal on a copy of it in an S3 bucket."""
-
-    def rows(root: Path) -> tuple:
-        found = list_repositories(open_reader(root))
-        assert list_repositories(in_bucket(root, rgw, tmp_path)) == found  # type: ignore[arg-type]
-        return found
-
-    return rows
+    return checked_in_bucket(list_repositories, rgw, tmp_path)
 
 
 def _get(url: str, accept: str = ACCEPT) -> tuple[dict, str]:
@@ -233,19 +232,10 @@ def test_two_tags_on_one_manifest_leave_neither_exclusive_bytes(v2_root, v2_expe
 
 def test_an_index_of_indexes_counts_every_image_below_it(v2_root, v2_expected, tags_of):
     """As gc marks through nested indexes to any depth, ls counts what they hold."""
-    import hashlib
-
-    from tests.support.ocitar import index_of_indexes
-
     multi = v2_expected["manifests"]["multi:latest"]
-    top = index_of_indexes(multi["digest"], multi["size"])
-    digest = f"sha256:{hashlib.sha256(top).hexdigest()}"
-    data = v2_root / paths.blob_data(digest)
-    data.parent.mkdir(parents=True)
-    data.write_bytes(top)
+    digest = put_blob(v2_root, index_of_indexes(multi["digest"], multi["size"]))
     for link in (paths.revision_link("multi", digest), paths.tag_current_link("multi", "nested")):
-        (v2_root / link).parent.mkdir(parents=True, exist_ok=True)
-        (v2_root / link).write_text(digest)
+        put_link(v2_root, link, digest)
     rows = {(r.repository, r.tag): r for r in tags_of(v2_root)}
     nested, plain = rows[("multi", "nested")], rows[("multi", "latest")]
     assert nested.warnings == () and nested.platforms == plain.platforms
@@ -253,20 +243,11 @@ def test_an_index_of_indexes_counts_every_image_below_it(v2_root, v2_expected, t
 
 
 def test_a_chain_of_thousands_of_nested_indexes_is_read_without_recursion(v2_root, v2_expected):
-    import hashlib
-
-    from tests.support.ocitar import index_of_indexes
-
     multi = v2_expected["manifests"]["multi:latest"]
     digest, size = multi["digest"], multi["size"]
     for _ in range(3000):  # deeper than Python's recursion limit
         top = index_of_indexes(digest, size)
-        digest, size = f"sha256:{hashlib.sha256(top).hexdigest()}", len(top)
-        data = v2_root / paths.blob_data(digest)
-        data.parent.mkdir(parents=True)
-        data.write_bytes(top)
-    link = v2_root / paths.tag_current_link("multi", "deep")
-    link.parent.mkdir(parents=True)
-    link.write_text(digest)
+        digest, size = put_blob(v2_root, top), len(top)
+    put_link(v2_root, paths.tag_current_link("multi", "deep"), digest)
     rows = {(r.repository, r.tag): r for r in list_tags(open_reader(v2_root))}
     assert rows[("multi", "deep")].size == rows[("multi", "latest")].size > 0

@@ -21,6 +21,7 @@ from regtool.storage.lock import storage_lock
 from tests.conftest import FIXTURES
 from tests.support.ocitar import index_of_indexes
 from tests.support.rgw import bucket_copy
+from tests.support.v2tree import put_blob, put_link
 
 EXPECTED_V2 = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
 BUSYBOX = EXPECTED_V2["manifests"]["busybox:latest"]
@@ -105,16 +106,8 @@ def test_rm_v2_manifest_by_digest_keeps_a_child_of_a_tagged_index(v2_root):
 
 
 def test_rm_v2_keeps_a_child_an_index_of_indexes_still_reaches(v2_root):
-    import hashlib
-
-    top = index_of_indexes(MULTI["digest"], MULTI["size"])
-    digest = f"sha256:{hashlib.sha256(top).hexdigest()}"
-    data = v2_root / v2paths.blob_data(digest)
-    data.parent.mkdir(parents=True)
-    data.write_bytes(top)
-    link = v2_root / v2paths.tag_current_link("multi", "nested")
-    link.parent.mkdir(parents=True)
-    link.write_text(digest)
+    digest = put_blob(v2_root, index_of_indexes(MULTI["digest"], MULTI["size"]))
+    put_link(v2_root, v2paths.tag_current_link("multi", "nested"), digest)
     plan = plan_rm_checked(
         open_reader(v2_root), ["multi:latest", f"multi@{ARM_CHILD}"], manifest=True
     )
