@@ -53,6 +53,7 @@ def build_app(names: list[str] | None = None) -> typer.Typer:
         "(distribution v2 and legacy v1 layouts).",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
+        rich_markup_mode="markdown",  # paragraphs rewrap to the terminal; indented blocks stay
         add_completion=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
