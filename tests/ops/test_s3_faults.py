@@ -5,10 +5,6 @@ stops relaying after a number of delete requests."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,77 +14,23 @@ from typer.testing import CliRunner
 
 from regtool.cli.app import app
 from tests.conftest import V2_FIXTURE
+from tests.support.relay import Relay
 from tests.support.rgw import new_bucket, s3_client, s3load
 
 PREFIX = "/registry"
 EXPECTED = json.loads((V2_FIXTURE / "EXPECTED.json").read_text())
 
 
-class DyingRelay:
-    """Relays 127.0.0.1:port to the endpoint until `deletes` delete requests went through;
-    then it closes every connection and refuses new ones (an endpoint that died)."""
+def dies_after(deletes: int):
+    """A Relay watch that lets `deletes` delete requests through and dies at the next."""
+    left = [deletes]
 
-    def __init__(self, target: tuple[str, int], deletes: int) -> None:
-        self.target, self.left = target, deletes
-        self.dead = threading.Event()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
+    def watch(data: bytes) -> bool:
+        if data.startswith(b"DELETE ") or b"?delete" in data.split(b"\r\n")[0]:
+            left[0] -= 1
+        return left[0] >= 0
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
-        try:
-            while not self.dead.is_set():
-                data = src.recv(65536)
-                if not data:
-                    break
-                if count and (data.startswith(b"DELETE ") or b"?delete" in data.split(b"\r\n")[0]):
-                    with self.lock:
-                        self.left -= 1
-                        if self.left < 0:
-                            self.die()
-                            break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def die(self) -> None:
-        self.dead.set()
-        self.server.close()
-        for s in self.sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def serve(self) -> None:
-        while not self.dead.is_set():
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-
-
-@contextmanager
-def dying_relay(endpoint: str, deletes: int) -> Iterator[DyingRelay]:
-    host, port = endpoint.removeprefix("http://").split(":")
-    relay = DyingRelay((host, int(port)), deletes)
-    thread = threading.Thread(target=relay.serve, daemon=True)
-    thread.start()
-    try:
-        yield relay
-    finally:
-        relay.die()
+    return watch
 
 
 def regtool(*args: str) -> tuple[int, str]:
@@ -108,13 +50,13 @@ def test_gc_interrupted_by_a_dead_endpoint_breaks_no_tag_and_a_rerun_finishes(
     )
     planned = json.loads(out)["delete"]
     assert code == 0 and len(planned) >= 5
-    with dying_relay(rgw.endpoint, deletes) as relay:
+    with Relay(rgw.endpoint, dies_after(deletes)) as relay:
         doc = yaml.safe_load(direct.read_text())
         doc["storage"]["s3"]["regionendpoint"] = f"http://127.0.0.1:{relay.port}"
         dying = tmp_path / "dying.yml"
         dying.write_text(yaml.safe_dump(doc))
         code, out = regtool("gc", "--yes", "--grace", "0", "-m", "--config", str(dying))
-    assert relay.dead.is_set()
+        assert relay.dead.is_set()  # it died mid-run, not when the test ended
     assert code != 0 and "Traceback" not in out, out
     # every tag still resolves to a readable manifest with all its blobs
     code, out = regtool("verify", "--config", str(direct), "-f", "json")

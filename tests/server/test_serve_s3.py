@@ -12,7 +12,7 @@ import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from regtool.server.stdlib import RegistryServer
 from tests.server.conftest import FIXTURE_V2, INSECURE, copy_fixture, skopeo, subprocess_server
 from tests.support.ocitar import gzip_layer, oci_dir_of
 from tests.support.refregistry import reference_registry
+from tests.support.relay import Relay
 from tests.support.rgw import new_bucket, s3_client, s3load
 
 PREFIX = "/registry"
@@ -281,47 +282,6 @@ def test_redirect_disabled_streams_and_enabled_redirects_to_the_bytes(
     assert fetch(headers["Location"]) == (200, data)
 
 
-class Forwarder:
-    """A TCP relay to the RGW endpoint that can be cut: the endpoint 'goes down'."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.removeprefix("http://").rsplit(":", 1)
-        self.target = (host, int(port))
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        with suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def cut(self) -> None:
-        with suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close alone does not
-        self.listener.close()
-        for sock in self.sockets:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-
 @contextmanager
 def in_process(config: Path) -> Iterator[str]:
     server = RegistryServer(("127.0.0.1", 0), App(open_context(None, Options(), config)))
@@ -341,7 +301,7 @@ def test_an_unreachable_endpoint_answers_500_never_404(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    relay = Forwarder(rgw.endpoint)
+    relay = Relay(rgw.endpoint)
     doc = yaml.safe_load(bucket["stream"].read_text())
     doc["storage"]["s3"]["regionendpoint"] = f"http://127.0.0.1:{relay.port}"
     config = tmp_path / "relayed.yml"

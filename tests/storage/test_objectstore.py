@@ -11,7 +11,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,6 +23,7 @@ from regtool.storage.driver import (
 )
 from regtool.storage.objectstore import ObjectStoreDriver, S3Settings
 from regtool.storage.s3config import RETRIES
+from tests.support.relay import Relay
 from tests.support.rgw import REPO_ROOT, new_bucket, s3_client
 
 MiB = 1 << 20
@@ -56,80 +56,6 @@ def bucket(s3):
 @pytest.fixture
 def driver(rgw, bucket):
     return ObjectStoreDriver(settings(rgw, bucket), readonly=False)
-
-
-class Proxy:
-    """A loopback TCP relay in front of RGW: counts the bytes RGW sends, keeps what the
-    client sends (request lines and headers) to be inspected."""
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname, parts.port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.received = 0
-        self.sent = bytearray()
-        self.lock = threading.Lock()
-        self.threads: list[threading.Thread] = []
-        self.sockets: list[socket.socket] = []
-
-    def __enter__(self) -> Proxy:
-        self._start(self._accept)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        except OSError:
-            pass
-        self.listener.close()
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for thread in self.threads:
-            thread.join(timeout=5)
-
-    def _start(self, target, *args) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream, timeout=10)
-            self.sockets += [client, server]
-            self._start(self._pipe, client, server, False)
-            self._start(self._pipe, server, client, True)
-
-    def _pipe(self, source, target, from_server: bool) -> None:
-        source.settimeout(10)
-        with source:
-            while True:
-                try:
-                    data = source.recv(65536)
-                except OSError:
-                    data = b""
-                with self.lock:
-                    if from_server:
-                        self.received += len(data)
-                    else:
-                        self.sent += data
-                if not data:
-                    try:
-                        target.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
-                    return
-                try:
-                    target.sendall(data)
-                except OSError:
-                    return
 
 
 def keys_of(s3, bucket: str) -> list[str]:
@@ -241,7 +167,7 @@ def test_get_over_the_limit_is_too_large_without_reading_it_whole(driver, s3, bu
 
 def test_get_with_a_limit_transfers_at_most_limit_plus_one_bytes(rgw, s3, bucket):
     s3.put_object(Bucket=bucket, Key="big", Body=os.urandom(4 * MiB))
-    with Proxy(rgw.endpoint) as proxy:
+    with Relay(rgw.endpoint) as proxy:
         driver = ObjectStoreDriver(settings(rgw, bucket, endpoint=proxy.endpoint))
         with pytest.raises(TooLarge):
             driver.get("big", limit=1000)
@@ -489,7 +415,7 @@ def test_regtool_imports_without_obstore():
     ids=["sse-s3", "sse-kms"],
 )
 def test_encryption_settings_are_sent_with_every_put(rgw, bucket, changes, headers):
-    with Proxy(rgw.endpoint) as proxy:
+    with Relay(rgw.endpoint) as proxy:
         driver = ObjectStoreDriver(
             settings(rgw, bucket, endpoint=proxy.endpoint, **changes), readonly=False
         )
