@@ -7,31 +7,22 @@ blobs the generator says only the deleted manifests referenced.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.support.scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "mksynthetic.py"
 GO_REGISTRY = os.environ.get("REGTOOL_GO_REGISTRY", "docker-registry")
 ELIGIBLE = re.compile(r"^blob eligible for deletion: (sha256:[0-9a-f]{64})$", re.M)
 SUMMARY = re.compile(r"^(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible", re.M)
 DIGEST = re.compile(rb"^sha256:[0-9a-f]{64}$")
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mksynthetic", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
 
 
 def generate_small(root: Path, report: Path) -> dict:
@@ -169,7 +160,7 @@ def test_comparison_detects_an_unexpected_orphan(tmp_path: Path) -> None:
 
 
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
-    mod = load_script()
+    mod = load_script("mksynthetic")
     params = mod.Params(repos=6, tags=3, families=2, untagged_pct=34, seed=7)
     first = mod.generate(str(tmp_path / "a"), params)
     second = mod.generate(str(tmp_path / "b"), params)

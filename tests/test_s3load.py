@@ -7,18 +7,17 @@ whose garbage collector must find the same plan in the bucket as on the local tr
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from tests.support.rgw import new_bucket, s3_client
+from tests.support.scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "s3load.py"
 GO_REGISTRY = os.environ.get("REGTOOL_GO_REGISTRY", "docker-registry")
@@ -26,16 +25,7 @@ ELIGIBLE = re.compile(r"^blob eligible for deletion: (sha256:[0-9a-f]{64})$", re
 MARKED = re.compile(r"^(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible", re.M)
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("s3load", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
-s3load = load_script()
+s3load = load_script("s3load")
 
 
 def all_objects(client, bucket: str) -> dict[str, bytes]:

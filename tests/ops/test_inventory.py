@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 from regtool.layout.detect import open_reader
 from regtool.ops import inventory
 from regtool.ops.ls import tag_rows
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mksynthetic.py"
-
-
-def _mksynthetic():
-    spec = importlib.util.spec_from_file_location("mksynthetic_for_inventory", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.support.scripts import load_script
 
 
 def test_parallel_scan_equals_serial_scan_on_a_synthetic_tree(tmp_path):
-    synthetic = _mksynthetic()
+    synthetic = load_script("mksynthetic")
     synthetic.generate(str(tmp_path / "root"), synthetic.SMALL)
     reader = open_reader(tmp_path / "root")
     names = [repo.name for repo in reader.repositories()]
@@ -34,7 +20,7 @@ def test_parallel_scan_equals_serial_scan_on_a_synthetic_tree(tmp_path):
 
 
 def test_inventory_switches_to_workers_on_many_repositories(tmp_path, monkeypatch):
-    synthetic = _mksynthetic()
+    synthetic = load_script("mksynthetic")
     synthetic.generate(str(tmp_path / "root"), synthetic.SMALL)
     reader = open_reader(tmp_path / "root")
     serial_rows = tag_rows(inventory.take_inventory(reader))

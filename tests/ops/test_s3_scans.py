@@ -24,7 +24,8 @@ from tests.support.refregistry import (
     reference_registry,
     run_reference_gc,
 )
-from tests.support.rgw import _load_script, new_bucket, s3_client, s3load
+from tests.support.rgw import new_bucket, s3_client, s3load
+from tests.support.scripts import load_script
 
 PREFIX = "/registry"
 EXPECTED = json.loads((V2_FIXTURE / "EXPECTED.json").read_text())
@@ -33,7 +34,7 @@ EXPECTED = json.loads((V2_FIXTURE / "EXPECTED.json").read_text())
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """scripts/mksynthetic.py's small tree: 50 repositories, shared families, untagged."""
-    mksynthetic = _load_script("mksynthetic")
+    mksynthetic = load_script("mksynthetic")
     root = tmp_path_factory.mktemp("synthetic") / "root"
     mksynthetic.generate(str(root), mksynthetic.SMALL)
     return root

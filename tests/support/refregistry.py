@@ -7,37 +7,22 @@ a package.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import Message
 from pathlib import Path
-from types import ModuleType
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_LIB_PATH = REPO_ROOT / "scripts" / "_fixturelib.py"
+from tests.support.scripts import load_script
+
 _ELIGIBLE = re.compile(r"^blob eligible for deletion: (sha256:[0-9a-f]{64})\s*$", re.MULTILINE)
 
 
-def _load_fixturelib() -> ModuleType:
-    name = "_regtool_fixturelib"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _LIB_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fixturelib = _load_fixturelib()
+fixturelib = load_script("_fixturelib")
 RunningRegistry = fixturelib.RunningRegistry
 ALL_MANIFEST_TYPES: tuple[str, ...] = fixturelib.ALL_MANIFEST_TYPES
 http_request = fixturelib.http_request

@@ -7,34 +7,19 @@ through the session fixture ``rgw`` (tests/conftest.py); it starts on first use 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_SCRIPT = REPO_ROOT / "scripts" / "rgw.py"
+from tests.support.scripts import SCRIPTS, load_script
 
+REPO_ROOT = SCRIPTS.parent
 
-def _load() -> ModuleType:
-    name = "_regtool_rgw"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rgwlib = _load()
+rgwlib = load_script("rgw")
 Cluster = rgwlib.Cluster
 
 
@@ -89,20 +74,7 @@ def new_bucket(client: Any) -> str:
     return name
 
 
-def _load_script(name: str) -> ModuleType:
-    """A script of scripts/ as a module (registered, so its dataclasses work)."""
-    key = f"_regtool_{name}"
-    if key in sys.modules:
-        return sys.modules[key]
-    spec = importlib.util.spec_from_file_location(key, REPO_ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[key] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-s3load = _load_script("s3load")  # load_tree(cluster, bucket, tree, prefix), write_config(...)
+s3load = load_script("s3load")  # load_tree(cluster, bucket, tree, prefix), write_config(...)
 
 
 def bucket_copy(cluster: Any, root: Path, folder: Path) -> Path:
