@@ -47,13 +47,19 @@ class LocalScan(Scan):
                 return self.local_driver.beneath.open(key, DIR_FLAGS)
             return nofollow.open_beneath(root, key, DIR_FLAGS)
         except OSError as exc:
-            error = self.local_driver.translate(key, exc)
-            if isinstance(error, PathNotFound):
-                return None
-            if isinstance(error, ForeignObjectError):
-                self.note(error.foreign, error.what)
-                return None
-            raise error from None
+            self._unreachable(key, exc)
+            return None
+
+    def _unreachable(self, key: str, exc: OSError) -> str | None:
+        """Why `key` could not be reached: None when nothing is there, the words for a link
+        or special file met on the way (noted); any other error is raised (StorageError)."""
+        error = self.local_driver.translate(key, exc)
+        if isinstance(error, PathNotFound):
+            return None
+        if isinstance(error, ForeignObjectError):
+            self.note(error.foreign, error.what)
+            return error.what
+        raise error from None
 
     def dirs(self, prefix: str) -> list[str]:
         """Names of the real sub-folders of `prefix`, sorted; [] when it does not exist.
@@ -101,13 +107,7 @@ class LocalScan(Scan):
         try:
             fd = self.local_driver.beneath.open(folder, DIR_FLAGS)
         except OSError as exc:
-            error = self.local_driver.translate(folder, exc)
-            if isinstance(error, PathNotFound):
-                return []
-            if isinstance(error, ForeignObjectError):
-                self.note(error.foreign, error.what)
-                return None
-            raise error from None
+            return [] if self._unreachable(folder, exc) is None else None
         found = []
         try:
             with os.scandir(fd) as listing:
@@ -138,13 +138,8 @@ class LocalScan(Scan):
         try:
             st = self.local_driver.beneath.lstat(path)
         except OSError as exc:
-            error = self.local_driver.translate(path, exc)
-            if isinstance(error, PathNotFound):
-                return None
-            if isinstance(error, ForeignObjectError):
-                self.note(error.foreign, error.what)
-                return Child(name, 0, 0.0, False, error.what)
-            raise error from None
+            what = self._unreachable(path, exc)
+            return None if what is None else Child(name, 0, 0.0, False, what)
         mode = st.st_mode
         if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
             return Child(name, st.st_size, st.st_mtime, stat.S_ISDIR(mode))
