@@ -33,6 +33,16 @@ _EXTENDED = frozenset(
 )
 
 
+def unreadable_tar(path: Path, exc: BaseException) -> UnreadableError:
+    """The one-line error for an archive that cannot be read (damaged, or an OS error)."""
+    if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError):
+        return UnreadableError(f"{path}: {exc.strerror or exc}")
+    return UnreadableError(
+        f"{path}: not a readable tar archive ({exc})",
+        hint="is the file complete? `tar tf FILE` shows where it breaks",
+    )
+
+
 class ArchiveError(ValueError):
     """A tarball member that is missing, truncated or does not match its name."""
 
@@ -56,13 +66,8 @@ class Archive:
         self.path = path
         try:
             self.tar = tarfile.open(path, "r:*", tarinfo=_BoundedInfo)  # noqa: SIM115
-        except (tarfile.TarError, EOFError) as exc:
-            raise UnreadableError(
-                f"{path}: not a readable tar archive ({exc})",
-                hint="is the file complete? `tar tf FILE` shows where it breaks",
-            ) from None
-        except OSError as exc:
-            raise UnreadableError(f"{path}: {exc.strerror or exc}") from None
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise unreadable_tar(path, exc) from None
         try:
             self.members = self._list()
         except BaseException:
@@ -78,13 +83,8 @@ class Archive:
                         f"{self.path}: more than {MAX_MEMBERS} members: not an image tarball"
                     )
                 members[_clean(info.name)] = info
-        except (tarfile.TarError, EOFError) as exc:
-            raise UnreadableError(
-                f"{self.path}: not a readable tar archive ({exc})",
-                hint="is the file complete? `tar tf FILE` shows where it breaks",
-            ) from None
-        except OSError as exc:
-            raise UnreadableError(f"{self.path}: {exc.strerror or exc}") from None
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise unreadable_tar(self.path, exc) from None
         return members
 
     def close(self) -> None:
