@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +54,21 @@ def leftovers(root: Path, allowed: frozenset[Path] = frozenset()) -> list[str]:
     found = [str(p) for p in root.rglob("*.tmp")]
     empty = [p for p in root.rglob("*") if p.is_dir() and not any(p.iterdir())]
     return found + [str(p) for p in empty if p not in allowed]
+
+
+def assert_stopped_cleanly(result: Any, root: Path, skeleton: frozenset[Path], limit: int) -> None:
+    """A command run on a disk that filled up (`result` of typer's CliRunner): it worked or
+    said so in one line (exit 3), left no temp file or empty folder, and what it did write
+    verifies clean."""
+    from typer.testing import CliRunner
+
+    from regtool.cli.app import app
+
+    assert result.exit_code in (0, 3), (limit, result.output)
+    assert "Traceback" not in result.output
+    if result.exit_code == 3:
+        assert result.stderr.startswith("Error: "), (limit, result.stderr)
+        assert len(result.stderr.splitlines()) <= 2, (limit, result.stderr)
+    assert leftovers(root, skeleton) == [], (limit, result.stderr)
+    checked = CliRunner().invoke(app, ["verify", "--root", str(root), "-f", "json"])
+    assert json.loads(checked.stdout)["problems"] == [], (limit, result.stderr)
