@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 import rgw  # noqa: E402
+import s3load  # noqa: E402
 
 BUCKET = "bench"
 PREFIX = "small/"
@@ -65,17 +66,7 @@ def boto3_client(c: rgw.Cluster, pool: int):
 
 
 def obstore_store(c: rgw.Cluster):
-    from obstore.store import S3Store
-
-    return S3Store(
-        BUCKET,
-        endpoint=c.endpoint,
-        region=c.region,
-        access_key_id=c.access_key,
-        secret_access_key=c.secret_key,
-        virtual_hosted_style_request=False,
-        client_options={"allow_http": True},
-    )
+    return s3load.obstore_store(s3load.settings_of(c), BUCKET)
 
 
 def fill(store, keys: list[str], inflight: int) -> None:
