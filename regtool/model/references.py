@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from regtool.model.manifest import ImageIndex, Manifest, Schema1Manifest
+from regtool.model import mediatype as mt
+from regtool.model.manifest import Descriptor, ImageIndex, Manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +24,20 @@ class Node:
 
 
 def node_of(manifest: Manifest) -> Node:
-    """The references of a parsed manifest of any kind."""
+    """The references of a parsed manifest of any kind, as `Manifest.references()` lists
+    them (the one definition of what a manifest references): an index's are manifests,
+    anything else's are blobs."""
     subject = manifest.subject.digest if manifest.subject is not None else None
+    digests = tuple(d.digest for d in manifest.references())
     if isinstance(manifest, ImageIndex):
-        return Node((), tuple(d.digest for d in manifest.manifests), subject)
-    if isinstance(manifest, Schema1Manifest):
-        return Node(manifest.fs_layers, (), None)
-    return Node((manifest.config.digest, *(d.digest for d in manifest.layers)), (), subject)
+        return Node((), digests, subject)
+    return Node(digests, (), subject)
+
+
+def may_be_absent(descriptor: Descriptor) -> bool:
+    """A foreign (non-distributable) layer with URLs: clients fetch it there, so the
+    storage need not hold it. Every other reference must be stored."""
+    return bool(descriptor.urls) and mt.is_foreign_layer(descriptor.media_type)
 
 
 Load = Callable[[str], Node | None]  # digest -> its node, None when it cannot be read

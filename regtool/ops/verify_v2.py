@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from regtool.layout.reader import Issue
 from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES, LinkError, V2Reader
-from regtool.model import mediatype as mt
 from regtool.model.digest import ALGORITHMS, DigestError, parse_digest, short
-from regtool.model.manifest import ImageIndex, ImageManifest, Schema1Manifest
+from regtool.model.manifest import ImageIndex
+from regtool.model.references import may_be_absent
 from regtool.ops.verify import (
     Checked,
     Findings,
@@ -243,7 +243,7 @@ class _V2Check:
             return
         self.parsed.add(digest)
         if isinstance(manifest, ImageIndex):
-            for child in manifest.manifests:
+            for child in manifest.references():
                 self.need(child.digest, f"index {label}", "error", child=True)
                 self.sizes.append((child.digest, child.size, f"index {label}"))
                 if child.digest in self.blobs and child.digest not in revisions:
@@ -256,18 +256,13 @@ class _V2Check:
                         "(the registry answers 404)",
                     )
             return
-        needed: list[tuple[str, int | None]]
-        if isinstance(manifest, Schema1Manifest):
-            needed = [(blob, None) for blob in manifest.fs_layers]
-        elif isinstance(manifest, ImageManifest):
-            # a missing blob is excused only where serve excuses it: foreign layers with urls
-            needed = [
-                (d.digest, d.size)
-                for d in manifest.references()
-                if not (d.urls and mt.is_foreign_layer(d.media_type))
-            ]
-        else:  # pragma: no cover - parse_manifest returns one of the three
-            return
+        # a missing blob is excused only where serve excuses it (model.references); schema1
+        # layers declare no size (-1)
+        needed = [
+            (d.digest, d.size if d.size >= 0 else None)
+            for d in manifest.references()
+            if not may_be_absent(d)
+        ]
         for blob, size in needed:
             self.need(blob, f"manifest {label}", "error")
             if size is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from regtool.model.manifest import parse_manifest
-from regtool.model.references import Node, node_of, reachable, retained
+from regtool.model.references import Node, may_be_absent, node_of, reachable, retained
 
 D = {name: "sha256:" + name * 64 for name in "abcdefgh"}
 
@@ -55,3 +55,22 @@ def test_retained_keeps_artifacts_of_kept_images_transitively_and_unreadable_one
     }
     kept = retained([D["a"]], [D["b"], D["c"], D["e"], D["f"]], graph(nodes))
     assert kept == {D["a"], D["b"], D["c"], D["f"]}
+
+
+def test_only_a_foreign_layer_with_urls_may_be_absent_from_the_storage() -> None:
+    url = {"urls": ["https://example.com/layer"]}
+    foreign = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    image = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": desc("application/vnd.docker.container.image.v1+json", D["a"], 2) | url,
+        "layers": [
+            desc(foreign, D["b"], 3) | url,
+            desc(foreign, D["c"], 3),
+            desc("application/vnd.docker.image.rootfs.diff.tar.gzip", D["d"], 3) | url,
+        ],
+    }
+    manifest = parse_manifest(json.dumps(image).encode())
+    absent = [d.digest for d in manifest.references() if may_be_absent(d)]
+    assert absent == [D["b"]]
+    assert node_of(manifest).blobs == (D["a"], D["b"], D["c"], D["d"])  # still referenced

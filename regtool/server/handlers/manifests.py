@@ -19,6 +19,7 @@ from regtool.model.manifest import (
     parse_manifest,
 )
 from regtool.model.reference import valid_tag
+from regtool.model.references import may_be_absent
 from regtool.server.handlers.context import V1_HINT, Context
 from regtool.server.http import ApiError, Request, Response, empty
 
@@ -129,7 +130,7 @@ def _check_references(ctx: Context, name: str, manifest: ImageManifest | ImageIn
     children stored as its manifests, config and layers linked in it. Only a foreign
     (non-distributable) layer with http(s) URLs may be absent: clients fetch it there."""
     if isinstance(manifest, ImageIndex):
-        for child in manifest.manifests:
+        for child in manifest.references():
             if not ctx.has_manifest(name, child.digest):
                 raise ApiError("MANIFEST_BLOB_UNKNOWN", detail={"digest": child.digest})
             _check_size(ctx, child)
@@ -161,7 +162,7 @@ def _fetched_from_urls(descriptor: Descriptor) -> bool:
     """A foreign layer with URLs need not be stored; its URLs must be http or https (a
     `file://` URL would point clients at their own disk). URLs on any other descriptor
     are ignored: the blob must be here."""
-    if not descriptor.urls or not mt.is_foreign_layer(descriptor.media_type):
+    if not may_be_absent(descriptor):
         return False
     for url in descriptor.urls:
         try:
