@@ -9,7 +9,9 @@ one error naming the file, with the rest of the tree handled as usual and memory
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,10 +29,43 @@ from tests.support.hostile import (
     tag_manifest_with_big_config,
     v1_top_image,
 )
+from tests.support.rgw import bucket_copy, bucket_objects
 
 NESTED = "nested deeper than 128 levels"
 OVER_MANIFEST_LIMIT = "larger than 4194304 bytes"
 OVER_CONFIG_LIMIT = "larger than 8388608 bytes"
+
+
+@dataclass(frozen=True)
+class Where:
+    """A v2 tree on a local disk (`--root`) or copied into an S3 bucket (`--config`)."""
+
+    args: tuple[str, str]
+    root: Path  # the local tree (the bucket's source)
+    cluster: Any = None
+    config: Path | None = None
+
+    def contents(self) -> dict[str, Any]:
+        """Everything stored, to prove nothing was written (the lock file aside)."""
+        if self.config is None:
+            found = snapshot(self.root)
+            found.pop(".regtool.lock", None)
+            return found
+        return bucket_objects(self.cluster, self.config)
+
+
+@pytest.fixture(params=["disk", "bucket"])
+def where(request: pytest.FixtureRequest, tmp_path: Path):
+    """Turns a local tree into the place a test runs regtool on: the tree, or a bucket copy."""
+
+    def place(root: Path) -> Where:
+        if request.param == "disk":
+            return Where(("--root", str(root)), root)
+        cluster = request.getfixturevalue("rgw")
+        config = bucket_copy(cluster, root, tmp_path)
+        return Where(("--config", str(config)), root, cluster, config)
+
+    return place
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +75,9 @@ def deep_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pushe
 
 
 @pytest.fixture
-def deep(deep_template: tuple[Path, Pushed], tmp_path: Path) -> tuple[Path, Pushed]:
+def deep(deep_template: tuple[Path, Pushed], tmp_path: Path, where) -> tuple[Where, Pushed]:
     template, pushed = deep_template
-    return copy_tree(template, tmp_path / "v2"), pushed
+    return where(copy_tree(template, tmp_path / "v2")), pushed
 
 
 def rows(stdout: str) -> dict[str, dict]:
@@ -57,8 +92,8 @@ def assert_no_traceback(stderr: str) -> None:
 
 
 def test_ls_lists_every_tag_and_warns_on_the_deep_manifest_row(deep) -> None:
-    root, pushed = deep
-    code, stdout, stderr, _ = run_regtool("ls", "--root", str(root), "--format", "json")
+    place, pushed = deep
+    code, stdout, stderr, _ = run_regtool("ls", *place.args, "--format", "json")
     assert code == 0, stderr
     listed = rows(stdout)
     assert len(listed) == 9  # the fixture's seven tags, the deep one and its shallow twin
@@ -69,16 +104,16 @@ def test_ls_lists_every_tag_and_warns_on_the_deep_manifest_row(deep) -> None:
 
 
 def test_ls_table_marks_the_row_and_prints_the_warning(deep) -> None:
-    root, _ = deep
-    code, stdout, stderr, _ = run_regtool("ls", "--root", str(root))
+    place, _ = deep
+    code, stdout, stderr, _ = run_regtool("ls", *place.args)
     assert code == 0
     assert any(line.startswith("! busybox") and " deep " in line for line in stdout.splitlines())
     assert f"warning: {paths.V2}/blobs/sha256/" in stderr and NESTED in stderr
 
 
 def test_verify_reports_the_deep_manifest_as_an_unreadable_manifest_error(deep) -> None:
-    root, pushed = deep
-    code, stdout, stderr, _ = run_regtool("verify", "--root", str(root), "--format", "json")
+    place, pushed = deep
+    code, stdout, stderr, _ = run_regtool("verify", *place.args, "--format", "json")
     assert code == 1, stderr
     problems = json.loads(stdout)["problems"]
     assert [(p["kind"], p["severity"]) for p in problems] == [("unreadable-manifest", "error")]
@@ -87,21 +122,19 @@ def test_verify_reports_the_deep_manifest_as_an_unreadable_manifest_error(deep) 
 
 
 def test_gc_refuses_naming_the_deep_manifest_and_deletes_nothing(deep) -> None:
-    root, pushed = deep
-    before = snapshot(root)
-    code, _stdout, stderr, _ = run_regtool("gc", "--root", str(root), "--yes", "--grace", "0")
+    place, pushed = deep
+    before = place.contents()
+    code, _stdout, stderr, _ = run_regtool("gc", *place.args, "--yes", "--grace", "0")
     assert code == 1
     assert f"{paths.blob_data(pushed.digest)}: manifest {pushed.digest}" in stderr
     assert NESTED in stderr and "gc deleted nothing" in stderr
-    after = snapshot(root)
-    after.pop(".regtool.lock", None)  # gc took the lock; nothing else changed
-    assert after == before
+    assert place.contents() == before
     assert_no_traceback(stderr)
 
 
 def test_layers_of_the_deep_image_is_an_error_naming_its_manifest(deep) -> None:
-    root, pushed = deep
-    code, stdout, stderr, _ = run_regtool("layers", "busybox:deep", "--root", str(root))
+    place, pushed = deep
+    code, stdout, stderr, _ = run_regtool("layers", "busybox:deep", *place.args)
     assert code == 3 and stdout == ""
     assert stderr.startswith("Error: busybox:deep cannot be read: ")
     assert paths.blob_data(pushed.digest) in stderr and NESTED in stderr
@@ -109,8 +142,8 @@ def test_layers_of_the_deep_image_is_an_error_naming_its_manifest(deep) -> None:
 
 
 def test_layers_of_other_images_still_work_beside_the_deep_manifest(deep) -> None:
-    root, _ = deep
-    code, stdout, stderr, _ = run_regtool("layers", "centos:httpd", "--root", str(root))
+    place, _ = deep
+    code, stdout, stderr, _ = run_regtool("layers", "centos:httpd", *place.args)
     assert code == 0, stderr
     assert "7 layers" in stdout
 
@@ -119,13 +152,14 @@ def test_layers_of_other_images_still_work_beside_the_deep_manifest(deep) -> Non
 
 
 @pytest.fixture
-def big(v2_root: Path) -> tuple[Path, str, str]:
-    return v2_root, tag_big_blob(v2_root), tag_manifest_with_big_config(v2_root)
+def big(v2_root: Path, where) -> tuple[Where, str, str]:
+    manifest, config = tag_big_blob(v2_root), tag_manifest_with_big_config(v2_root)
+    return where(v2_root), manifest, config
 
 
 def test_ls_does_not_read_a_300_mb_manifest_or_config(big) -> None:
-    root, manifest, _config = big
-    code, stdout, stderr, peak = run_regtool("ls", "--root", str(root), "--format", "json")
+    place, manifest, _config = big
+    code, stdout, stderr, peak = run_regtool("ls", *place.args, "--format", "json")
     assert peak < PEAK_RSS_LIMIT  # never read whole
     assert code == 0, stderr
     listed = rows(stdout)
@@ -136,8 +170,8 @@ def test_ls_does_not_read_a_300_mb_manifest_or_config(big) -> None:
 
 
 def test_verify_reports_the_300_mb_manifest_without_reading_it_whole(big) -> None:
-    root, manifest, _config = big
-    args = ("verify", "--quick", "--root", str(root), "--format", "json")
+    place, manifest, _config = big
+    args = ("verify", "--quick", *place.args, "--format", "json")
     code, stdout, stderr, peak = run_regtool(*args)
     assert peak < PEAK_RSS_LIMIT
     assert code == 1, stderr
@@ -147,8 +181,8 @@ def test_verify_reports_the_300_mb_manifest_without_reading_it_whole(big) -> Non
 
 
 def test_gc_refuses_on_a_300_mb_manifest_without_reading_it(big) -> None:
-    root, manifest, _config = big
-    code, _stdout, stderr, peak = run_regtool("gc", "--root", str(root), "--dry-run")
+    place, manifest, _config = big
+    code, _stdout, stderr, peak = run_regtool("gc", *place.args, "--dry-run")
     assert peak < PEAK_RSS_LIMIT
     assert code == 1
     assert paths.blob_data(manifest) in stderr and OVER_MANIFEST_LIMIT in stderr
@@ -159,8 +193,7 @@ def test_gc_refuses_on_a_300_mb_manifest_without_reading_it(big) -> None:
     [("busybox:big", 3, OVER_MANIFEST_LIMIT), ("busybox:bigconfig", 0, OVER_CONFIG_LIMIT)],
 )
 def test_layers_does_not_read_a_300_mb_manifest_or_config(big, ref, code, message) -> None:
-    root = big[0]
-    done, _stdout, stderr, peak = run_regtool("layers", ref, "--root", str(root))
+    done, _stdout, stderr, peak = run_regtool("layers", ref, *big[0].args)
     assert peak < PEAK_RSS_LIMIT
     assert done == code and message in stderr
     assert_no_traceback(stderr)

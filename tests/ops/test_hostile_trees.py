@@ -26,6 +26,7 @@ from regtool.ops.gc import GcOptions, GcPlan, collect_garbage, plan_gc
 from regtool.ops.ls import list_repositories, list_tags
 from regtool.ops.verify import verify
 from tests.conftest import FIXTURES, copy_tree
+from tests.support.rgw import bucket_copy, bucket_objects
 
 EXPECTED = json.loads((FIXTURES / "v2" / "EXPECTED.json").read_text())
 EXPECTED_V1 = json.loads((FIXTURES / "v1" / "EXPECTED.json").read_text())
@@ -299,6 +300,24 @@ def test_gc_deletes_only_what_it_recognises(tree, where):
     plan = gc(root, upload_age=0.0)
     assert junk.exists()
     assert_freed(plan, root, orphan, upload)
+
+
+@pytest.mark.parametrize("where", JUNK)
+def test_gc_on_a_bucket_deletes_only_what_it_recognises(rgw, tmp_path, where):
+    """The same junk in an S3 bucket (a copy of the tree): gc frees the garbage beside it
+    and leaves every key it does not recognise."""
+    root = copy_tree(FIXTURES / "v2", tmp_path / "root")
+    orphan, upload = add_garbage(root)
+    junk = str(_plant_junk(root, where).relative_to(root))
+    config = bucket_copy(rgw, root, tmp_path)
+    store = open_storage(None, config, writable=True)
+    plan = collect_garbage(store, GcOptions(grace=0.0, upload_age=0.0)).plan
+    keys = {key.removeprefix("registry/") for key in bucket_objects(rgw, config)}
+    assert {e.kind for e in plan.delete} >= {"blob", "upload"}
+    assert junk in keys or any(key.startswith(junk + "/") for key in keys)
+    assert not any(key.startswith(v2paths.blob_dir(orphan) + "/") for key in keys)
+    upload_key = str(upload.relative_to(root))
+    assert not any(key.startswith(upload_key + "/") for key in keys)
 
 
 def test_gc_leaves_a_revision_folder_holding_junk_with_delete_untagged(tree):

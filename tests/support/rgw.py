@@ -83,3 +83,17 @@ def bucket_copy(cluster: Any, root: Path, folder: Path) -> Path:
     bucket = new_bucket(s3_client(cluster))
     s3load.load_tree(cluster, bucket, root, "/registry")
     return s3load.write_config(cluster, bucket, "/registry", folder / f"{bucket}.yml")
+
+
+def bucket_objects(cluster: Any, config: Path) -> dict[str, tuple[int, str]]:
+    """Every object of the bucket a config.yml names, with size and ETag: proof that
+    nothing was written or deleted between two calls."""
+    import yaml
+
+    bucket = yaml.safe_load(config.read_text())["storage"]["s3"]["bucket"]
+    found: dict[str, tuple[int, str]] = {}
+    pages = s3_client(cluster).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    for page in pages:
+        for item in page.get("Contents", []):
+            found[item["Key"]] = (item["Size"], item["ETag"])
+    return found
