@@ -13,12 +13,13 @@ deleted, and is listed in the plan (see `judge_foreign` for when one refuses the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from regtool.layout.reader import Issue
-from regtool.layout.v2 import paths
+from regtool.layout.v2 import bulk, paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES, V2Reader
-from regtool.model.digest import DigestError, parse_digest
+from regtool.model.digest import ALGORITHMS, DigestError, parse_digest
 from regtool.model.manifest import (
     MAX_MANIFEST_BYTES,
     ManifestError,
@@ -217,9 +218,10 @@ class V2Collector(Sweeper):
                 self.marked.add(target)
 
     # -- the whole plan --------------------------------------------------------------------
-    def mark_part(self, names: list[str]) -> MarkPart:
-        """Scan, choose roots and mark for some repositories (runs in a worker)."""
-        part = V2Collector(self.reader, self.options, self.now, self.exact)
+    def mark_part(self, names: list[str], reader: V2Reader | None = None) -> MarkPart:
+        """Scan, choose roots and mark for some repositories (runs in a worker, or over a
+        window of a streamed scan: `reader`)."""
+        part = V2Collector(reader or self.reader, self.options, self.now, self.exact)
         part.scan(names)
         for state in part.repos:
             part.choose_roots(state)
@@ -238,9 +240,10 @@ class V2Collector(Sweeper):
             part.files.foreign,
         )
 
-    def sweep_part(self, fans: list[tuple[str, str]]) -> SweepPart:
-        """Sweep some blob fans (runs in a worker) against the marks made."""
-        part = V2Collector(self.reader, self.options, self.now, self.exact)
+    def sweep_part(self, fans: list[tuple[str, str]], reader: V2Reader | None = None) -> SweepPart:
+        """Sweep some blob fans (runs in a worker, or over a window: `reader`) against the
+        marks made."""
+        part = V2Collector(reader or self.reader, self.options, self.now, self.exact)
         part.marked, part.protected = self.marked, self.protected
         entries = part.sweep_blobs(fans)
         return SweepPart(entries, part.kept_recent, part.temps, part.skipped, part.files.foreign)
@@ -254,11 +257,22 @@ class V2Collector(Sweeper):
             self.files.note(key, what)
 
     def plan(self) -> GcPlan:
-        names = [repository.name for repository in self.reader.repositories()]
-        for issue in self.reader.foreign_objects():
-            self.files.note(issue.path, issue.message)
-        workers = worker_count(self.files, len(names))
-        for part in run_parts(self.mark_part, split(names, workers)):
+        streamed = bulk.repository_windows(self.reader)
+        marks: Iterable[MarkPart]
+        if streamed is None:
+            names = [repository.name for repository in self.reader.repositories()]
+            for issue in self.reader.foreign_objects():
+                self.files.note(issue.path, issue.message)
+            workers = worker_count(self.files, len(names))
+            marks = run_parts(self.mark_part, split(names, workers))
+        else:
+            # an object store: a window of repositories at a time, so memory stays flat;
+            # what the rest of the plan reads (garbage only) comes from the store itself
+            workers = 1
+            self.driver = bulk.underneath(self.reader)
+            self.files = self.driver.scanner()
+            marks = (self.mark_part(names, reader) for names, reader in streamed)
+        for part in marks:
             self.repos.extend(part.repos)
             self.marked |= part.marked
             for path, issue in part.problems.items():
@@ -270,7 +284,16 @@ class V2Collector(Sweeper):
         self.repos.sort(key=lambda state: state.name)
         self.resolve_aliases()
         blobs: list[GcEntry] = []
-        for sweep in run_parts(self.sweep_part, split(self.fans(), workers)):
+        fans = bulk.blob_windows(self.reader) if streamed is not None else None
+        sweeps: Iterable[SweepPart]
+        if fans is None:
+            sweeps = run_parts(self.sweep_part, split(self.fans(), workers))
+        else:
+            sweeps = (
+                self.sweep_part([p for p in pairs if p[0] in ALGORITHMS], reader)
+                for pairs, reader in fans
+            )
+        for sweep in sweeps:
             blobs.extend(sweep.entries)
             self.merge(sweep)
         blobs.sort(key=lambda entry: entry.path)

@@ -48,6 +48,7 @@ class Snapshot:
     ) -> None:
         self.driver = driver
         self.areas = tuple(sorted(areas, key=len, reverse=True))
+        self._area_set = frozenset(self.areas)
         self.warm = warm
         self._loaded: set[str] = set()
         self._files: dict[str, FileInfo] = {}
@@ -61,15 +62,62 @@ class Snapshot:
         """A new view over the same driver, listed again on first use."""
         return Snapshot(self.driver, self.areas, self.warm)
 
+    def window(self, areas: Iterable[str], infos: Iterable[FileInfo]) -> Snapshot:
+        """A view over the same driver whose `areas` are already listed: `infos`, every
+        object below them (from `windows`). Nothing else is held; no warm runs."""
+        view = Snapshot(self.driver, areas)
+        view._loaded.update(view.areas)
+        for info in infos:
+            area = view._area(info.path)
+            if area is not None:
+                view._add(info, area)
+        return view
+
+    def windows(
+        self, area: str, unit_of: Callable[[str], str | None], max_keys: int
+    ) -> Iterator[tuple[list[str], list[FileInfo]]]:
+        """The objects below `area` in consecutive batches of whole units, streamed from one
+        flat listing and never held all at once: memory stays flat whatever the store holds.
+
+        `unit_of(path)` names the unit an object belongs to (a repository, a blob fan) or
+        None (the object is skipped). A unit's objects must come in one run of the listing's
+        key order; a batch ends at the first unit boundary after `max_keys` objects.
+        """
+        units: list[str] = []
+        batch: list[FileInfo] = []
+        last = ""
+        for info in self.driver.walk(area):
+            if info.path <= last:  # a unit could come back: windows would split it
+                raise StorageError(area, "the store lists keys out of order")
+            last = info.path
+            unit = unit_of(info.path)
+            if unit is None:
+                continue
+            if not units or units[-1] != unit:
+                if len(batch) >= max_keys:
+                    yield units, batch
+                    units, batch = [], []
+                units.append(unit)
+            batch.append(info)
+        if units:
+            yield units, batch
+
     # -- the view ----------------------------------------------------------------------------
+    def _owning(self, path: str) -> str | None:
+        """The innermost area holding `path`, or None outside every area."""
+        probe = path
+        while probe:
+            if probe in self._area_set:
+                return probe
+            probe = probe.rpartition("/")[0]
+        return None
+
     def _area(self, path: str) -> str | None:
         """The area holding `path` (listed on first use), or None outside every area."""
-        for area in self.areas:
-            if path == area or path.startswith(area + "/"):
-                if area not in self._loaded:
-                    self._load(area)
-                return area
-        return None
+        area = self._owning(path)
+        if area is not None and area not in self._loaded:
+            self._load(area)
+        return area
 
     def _load(self, area: str) -> None:
         self._loaded.add(area)
@@ -90,6 +138,11 @@ class Snapshot:
             if known:
                 break
             child, is_dir = folder, True
+
+    def _listed_area(self, path: str) -> str | None:
+        """The area holding `path` if it is listed already (writes never list one)."""
+        area = self._owning(path)
+        return area if area in self._loaded else None
 
     def _forget(self, path: str, area: str) -> None:
         """Drop `path` (a file, or a folder and all below it) and every emptied parent."""
@@ -183,18 +236,22 @@ class Snapshot:
         return False
 
     def prefetch(self, paths: Iterable[str], limit: int) -> None:
-        """Fetch the listed objects among `paths` of at most `limit` bytes in one concurrent
-        batch, when the driver can (`get_many`); later `get`s of them need no round trip."""
+        """Fetch the objects among `paths` of at most `limit` bytes in one concurrent batch,
+        when the driver can (`get_many`); later `get`s of them need no round trip. Below an
+        area only listed objects are fetched; outside every area (a window's view of blobs)
+        any path is tried, and a bigger or missing object is simply not kept."""
         get_many = getattr(self.driver, "get_many", None)
         if get_many is None:
             return
         wanted = []
         for path in paths:
-            if path in self._cache or self._area(path) is None:
+            if path in self._cache:
                 continue
-            info = self._files.get(path)
-            if info is not None and info.size <= limit:
-                wanted.append(path)
+            if self._area(path) is not None:
+                info = self._files.get(path)
+                if info is None or info.size > limit:
+                    continue
+            wanted.append(path)
         if not wanted:
             return
         for path, value in get_many(wanted, limit).items():
@@ -206,7 +263,7 @@ class Snapshot:
 
     # -- writes go through and keep the view --------------------------------------------------
     def _wrote(self, path: str, size: int) -> None:
-        area = self._area(path)
+        area = self._listed_area(path)
         self._cache.pop(path, None)
         if area is not None:
             self._add(FileInfo(path, size, time.time(), False), area)
@@ -222,7 +279,7 @@ class Snapshot:
 
     def delete(self, path: str) -> None:
         self.driver.delete(path)
-        area = self._area(path)
+        area = self._listed_area(path)
         if area is not None:
             self._forget(path, area)
         else:
@@ -231,7 +288,7 @@ class Snapshot:
     def move(self, src: str, dst: str) -> None:
         size = self.stat(src).size
         self.driver.move(src, dst)
-        area = self._area(src)
+        area = self._listed_area(src)
         if area is not None:
             self._forget(src, area)
         self._wrote(dst, size)

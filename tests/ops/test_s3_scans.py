@@ -17,6 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from regtool.cli.app import app
+from regtool.layout.v2 import bulk
 from tests.conftest import V2_FIXTURE
 from tests.support.refregistry import (
     http_request,
@@ -97,9 +98,13 @@ def test_verify_finds_the_same_in_the_bucket(tree: Path, bucket_config: Path) ->
 
 
 @pytest.mark.parametrize("untagged", [False, True], ids=["plain", "delete-untagged"])
+@pytest.mark.parametrize("window", [1, bulk.WINDOW_KEYS], ids=["window-1", "window-default"])
 def test_gc_dry_run_plans_the_same_in_the_bucket(
-    tree: Path, bucket_config: Path, untagged: bool
+    tree: Path, bucket_config: Path, untagged: bool, window: int, monkeypatch
 ) -> None:
+    """gc streams a bucket a window of repositories (and of blob fans) at a time: however
+    small the window, the plan is the disk's."""
+    monkeypatch.setattr(bulk, "WINDOW_KEYS", window)
     extra = ("--delete-untagged",) if untagged else ()
     local, remote = both(tree, bucket_config, "gc", "--dry-run", "--grace", "0", *extra)
     assert remote == local
@@ -218,3 +223,42 @@ def test_an_unreadable_bucket_is_one_line_and_exit_3(
         assert message in out and "Traceback" not in out, out
         assert len(out.strip().splitlines()) <= 2, out  # the error and at most a hint
         assert time.monotonic() - started < 20
+
+
+def test_gc_streams_nested_repositories_junk_and_upload_only_folders_as_a_disk_plans_them(
+    rgw: Any, tmp_path: Path, monkeypatch
+) -> None:
+    """Repositories inside repositories (`centos/0b` lists before `centos`'s own `_layers`,
+    `centos/sub` after), a folder holding only uploads (no repository) and junk beside a
+    repository's folders: one object per window, and the plan is still the disk's."""
+    from regtool.layout.v2 import paths
+    from tests.conftest import copy_tree
+
+    root = copy_tree(V2_FIXTURE, tmp_path / "root")
+    repos = root / paths.REPOSITORIES
+    for nested in ("centos/0b", "centos/sub"):
+        copy_tree(repos / "busybox", repos / nested)
+    upload = repos / "onlyuploads" / "_uploads" / "0b5e6c2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b"
+    upload.mkdir(parents=True)
+    (upload / "data").write_bytes(b"half a layer")
+    (upload / "startedat").write_text("2015-01-01T00:00:00Z")
+    (repos / "centos" / "_junk").mkdir()
+    (repos / "centos" / "_junk" / "notes").write_text("mine")
+    orphan = root / paths.blob_data("sha256:" + "ab" * 32)
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"nobody")
+    config = s3load.write_config(rgw, _bucket_of(rgw, root), PREFIX, tmp_path / "s3.yml")
+    monkeypatch.setattr(bulk, "WINDOW_KEYS", 1)
+    for untagged in ((), ("--delete-untagged",)):
+        args = ("gc", "--dry-run", "--grace", "0", "--upload-age", "0", *untagged)
+        local, remote = both(root, config, *args)
+        assert remote == local
+        ids = {(e["kind"], e["id"]) for e in local["delete"]}
+        assert ("blob", "sha256:" + "ab" * 32) in ids
+        assert not any(kind == "upload" for kind, _ in ids)  # not a repository's upload
+
+
+def _bucket_of(rgw: Any, root: Path) -> str:
+    bucket = new_bucket(s3_client(rgw))
+    s3load.load_tree(rgw, bucket, root, PREFIX)
+    return bucket

@@ -15,7 +15,7 @@ from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.reader import V2Reader
 from regtool.ops.gc import GcOptions, plan_gc
 from regtool.ops.ls import list_tags
-from regtool.storage.driver import PathNotFound, StorageDriver
+from regtool.storage.driver import PathNotFound, StorageDriver, StorageError
 from regtool.storage.filesystem import FilesystemDriver
 from regtool.storage.snapshot import Snapshot
 
@@ -118,3 +118,63 @@ def test_without_md5s_warming_fetches_links_and_manifests_never_layers(v2_root, 
     fetched = {path.split("/")[-2] for path in manifests}
     assert {d.split(":")[1] for d in stored} <= fetched
     assert not fetched & {d.split(":")[1] for d in layers - stored}
+
+
+class Listed:
+    """Just a flat listing, in the order given (an object store lists in key order)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def walk(self, prefix: str):
+        from regtool.storage.driver import FileInfo
+
+        return (FileInfo(k, 1, 0.0, False) for k in self.keys if k.startswith(prefix + "/"))
+
+
+R = v2paths.REPOSITORIES
+
+
+def test_windows_hold_whole_units_and_end_at_the_first_boundary_past_the_limit() -> None:
+    keys = sorted(
+        f"{R}/{name}/{marker}/{i}"
+        for name in ("a", "a/0b", "c")
+        for marker in ("_layers", "_manifests")
+        for i in range(3)
+    ) + [f"{R}/d/_uploads/u/data", f"{R}/e/notes"]
+    view = Snapshot(Listed(keys), [R])  # type: ignore[arg-type]
+    batches = list(view.windows(R, bulk.repository_of, 7))
+    assert [units for units, _ in batches] == [["a/0b", "a"], ["c", "d"]]
+    assert [len(infos) for _, infos in batches] == [12, 7]  # e/notes belongs to no unit
+
+
+def test_a_listing_out_of_key_order_is_refused_rather_than_split() -> None:
+    keys = [f"{R}/b/_layers/1", f"{R}/a/_layers/1", f"{R}/b/_layers/2"]
+    view = Snapshot(Listed(keys), [R])  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="out of order"):
+        list(view.windows(R, bulk.repository_of, 100))
+
+
+@pytest.mark.parametrize(
+    ("key", "owner"),
+    [
+        ("team/app/_manifests/tags/v1/current/link", "team/app"),
+        ("team/app/_uploads/u/data", "team/app"),
+        ("team/_junk/x", None),  # an underscore folder that is no repository's
+        ("team/app/notes.txt", None),
+        ("_layers/sha256/x/link", None),  # no repository name above it
+    ],
+)
+def test_the_repository_an_object_belongs_to(key: str, owner: str | None) -> None:
+    assert bulk.repository_of(f"{R}/{key}") == owner
+
+
+def test_a_window_view_answers_its_areas_from_memory_and_nothing_else_is_listed(
+    v2_root: Path,
+) -> None:
+    driver = FilesystemDriver(v2_root)
+    area = f"{R}/busybox/_layers"
+    view = Snapshot(driver, [R]).window([area], driver.walk(area))
+    assert [e.name for e in view.list(area)] == [e.name for e in driver.list(area)]
+    assert view.list(f"{R}/centos/_layers") == driver.list(f"{R}/centos/_layers")
+    assert not view._loaded - {area}  # the whole area was never listed
