@@ -271,7 +271,7 @@ class V2Collector(Sweeper):
             workers = 1
             self.driver = bulk.underneath(self.reader)
             self.files = self.driver.scanner()
-            marks = (self.mark_part(names, reader) for names, reader in streamed)
+            marks = (self.mark_part([r.name for r in repos], reader) for repos, reader in streamed)
         for part in marks:
             self.repos.extend(part.repos)
             self.marked |= part.marked

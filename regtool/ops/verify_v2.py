@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from regtool.layout.reader import Issue
-from regtool.layout.v2 import paths
+from regtool.layout.reader import Issue, Repository
+from regtool.layout.v2 import bulk, paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES, LinkError, V2Reader
 from regtool.model.digest import ALGORITHMS, DigestError, parse_digest, short
 from regtool.model.manifest import ImageIndex
@@ -94,19 +94,42 @@ class _V2Check:
 
     # -- blobs ---------------------------------------------------------------------------
     def scan_blobs(self) -> None:
+        streamed = bulk.blob_windows(self.reader)
+        top = self.driver
+        if streamed is not None:  # an object store: the few folders above the fans itself
+            self.driver = bulk.underneath(self.reader)
+        fans = self._fans()
+        if streamed is None:
+            for algorithm, fan in fans:
+                self._fan(algorithm, fan)
+            return
+        for pairs, reader in streamed:  # then the blobs, a window of fans at a time
+            self.driver = reader.driver
+            for algorithm, fan in pairs:
+                if (algorithm, fan) in fans:
+                    self._fan(algorithm, fan)
+        self.driver = top
+
+    def _fans(self) -> set[tuple[str, str]]:
+        """(algorithm, fan) of every fan folder; anything else above the blobs reported."""
+        found: set[tuple[str, str]] = set()
         for algorithm in self._list(paths.BLOBS):
             base = f"{paths.BLOBS}/{algorithm.name}"
             if not algorithm.is_dir or algorithm.name not in ALGORITHMS:
                 self._stray(base, algorithm, "in the blob store")
                 continue
-            length = ALGORITHMS[algorithm.name]
             for fan in self._list(base):
                 fan_path = f"{base}/{fan.name}"
                 if not fan.is_dir or len(fan.name) != 2 or not _HEX.fullmatch(fan.name):
                     self._stray(fan_path, fan, "in the blob store")
                     continue
-                for folder in self._list(fan_path):
-                    self._blob_folder(algorithm.name, length, fan.name, folder)
+                found.add((algorithm.name, fan.name))
+        return found
+
+    def _fan(self, algorithm: str, fan: str) -> None:
+        length = ALGORITHMS[algorithm]
+        for folder in self._list(f"{paths.BLOBS}/{algorithm}/{fan}"):
+            self._blob_folder(algorithm, length, fan, folder)
 
     def _blob_folder(self, algorithm: str, length: int, fan: str, folder: Entry) -> None:
         path = f"{paths.BLOBS}/{algorithm}/{fan}/{folder.name}"
@@ -193,9 +216,20 @@ class _V2Check:
 
     # -- repositories --------------------------------------------------------------------
     def check_repositories(self) -> None:
-        repositories = self.reader.repositories()
-        for issue in self.reader.foreign_objects():
-            self.found.foreign(issue.path, issue.message)
+        streamed = bulk.repository_windows(self.reader)
+        if streamed is None:
+            repositories = self.reader.repositories()
+            for issue in self.reader.foreign_objects():
+                self.found.foreign(issue.path, issue.message)
+            self._check(repositories)
+            return
+        top = self.reader, self.driver
+        for repositories, reader in streamed:  # an object store: a window at a time
+            self.reader, self.driver = reader, reader.driver
+            self._check(repositories)
+        self.reader, self.driver = top
+
+    def _check(self, repositories: list[Repository]) -> None:
         for repo in repositories:
             self.counts["repositories"] += 1
             linked = self._layer_links(repo.name)

@@ -7,6 +7,7 @@ the local tree, and the reference's own garbage-collect must plan the same blobs
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -92,7 +93,11 @@ def test_layers_prints_the_same_for_the_bucket(tree: Path, bucket_config: Path) 
         assert remote == local and local["layers"]
 
 
-def test_verify_finds_the_same_in_the_bucket(tree: Path, bucket_config: Path) -> None:
+@pytest.mark.parametrize("window", [1, bulk.WINDOW_KEYS], ids=["window-1", "window-default"])
+def test_verify_finds_the_same_in_the_bucket(
+    tree: Path, bucket_config: Path, window: int, monkeypatch
+) -> None:
+    monkeypatch.setattr(bulk, "WINDOW_KEYS", window)
     local, remote = both(tree, bucket_config, "verify")
     assert remote == local and local["checked"]["blobs"] > 0
 
@@ -225,7 +230,7 @@ def test_an_unreadable_bucket_is_one_line_and_exit_3(
         assert time.monotonic() - started < 20
 
 
-def test_gc_streams_nested_repositories_junk_and_upload_only_folders_as_a_disk_plans_them(
+def test_gc_and_verify_stream_nested_repositories_junk_and_uploads_as_on_a_disk(
     rgw: Any, tmp_path: Path, monkeypatch
 ) -> None:
     """Repositories inside repositories (`centos/0b` lists before `centos`'s own `_layers`,
@@ -244,17 +249,21 @@ def test_gc_streams_nested_repositories_junk_and_upload_only_folders_as_a_disk_p
     (upload / "startedat").write_text("2015-01-01T00:00:00Z")
     (repos / "centos" / "_junk").mkdir()
     (repos / "centos" / "_junk" / "notes").write_text("mine")
-    orphan = root / paths.blob_data("sha256:" + "ab" * 32)
+    (repos / "centos" / "_layers" / "sha256" / "notes").write_text("mine")
+    orphan_digest = "sha256:" + hashlib.sha256(b"nobody").hexdigest()
+    orphan = root / paths.blob_data(orphan_digest)
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"nobody")
     config = s3load.write_config(rgw, _bucket_of(rgw, root), PREFIX, tmp_path / "s3.yml")
     monkeypatch.setattr(bulk, "WINDOW_KEYS", 1)
+    local, remote = both(root, config, "verify")
+    assert remote == local and any(p["kind"] == "junk-file" for p in local["problems"])
     for untagged in ((), ("--delete-untagged",)):
         args = ("gc", "--dry-run", "--grace", "0", "--upload-age", "0", *untagged)
         local, remote = both(root, config, *args)
         assert remote == local
         ids = {(e["kind"], e["id"]) for e in local["delete"]}
-        assert ("blob", "sha256:" + "ab" * 32) in ids
+        assert ("blob", orphan_digest) in ids
         assert not any(kind == "upload" for kind, _ in ids)  # not a repository's upload
 
 

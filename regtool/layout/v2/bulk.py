@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import cast
 
+from regtool.layout.reader import Repository
 from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES, V2Reader
 from regtool.model import mediatype as mt
@@ -145,15 +146,15 @@ def fan_of(path: str) -> str | None:
 
 def repository_windows(
     reader: V2Reader, max_keys: int | None = None
-) -> Iterator[tuple[list[str], V2Reader]] | None:
-    """(repository names, a reader holding just their objects, settled and prefetched),
+) -> Iterator[tuple[list[Repository], V2Reader]] | None:
+    """(repositories, a reader holding just their objects, settled and prefetched),
     window after window in key order; None when the reader's driver cannot stream (a disk:
     its own scan is fast and flat already)."""
     if not hasattr(reader.driver, "windows"):
         return None
     snapshot = cast(Snapshot, reader.driver)
 
-    def windows() -> Iterator[tuple[list[str], V2Reader]]:
+    def windows() -> Iterator[tuple[list[Repository], V2Reader]]:
         for units, infos in snapshot.windows(
             paths.REPOSITORIES, repository_of, max_keys or WINDOW_KEYS
         ):
@@ -161,6 +162,10 @@ def repository_windows(
             # finds them): uploads alone make none
             found = {o for o in (_owner(i.path) for i in infos) if o is not None}
             names = [n for n in units if any((n, m) in found for m in _MARKS)]
+            repositories = [
+                Repository(n, V2Reader.repository_issues(n, {m for m in _MARKS if (n, m) in found}))
+                for n in names
+            ]
             areas = [
                 f"{paths.REPOSITORIES}/{name}/{marker}"
                 for name in names
@@ -168,7 +173,7 @@ def repository_windows(
             ]
             view = snapshot.window(areas, infos)
             settle(view, infos)
-            yield names, V2Reader(view, None)
+            yield repositories, V2Reader(view, None)
 
     return windows()
 

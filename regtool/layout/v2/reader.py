@@ -80,14 +80,14 @@ class V2Reader(ForeignNotes):
             entries = self._list(prefix)
             markers = {e.name for e in entries if e.is_dir and paths.is_repository_marker(e.name)}
             if name and markers:
-                found.append(Repository(name, self._repository_issues(name, markers)))
+                found.append(Repository(name, self.repository_issues(name, markers)))
             children = [e.name for e in entries if e.is_dir and not e.name.startswith("_")]
             stack.extend(f"{name}/{child}" if name else child for child in reversed(children))
         found.sort(key=lambda repo: repo.name)
         return found
 
     @staticmethod
-    def _repository_issues(name: str, markers: set[str]) -> tuple[Issue, ...]:
+    def repository_issues(name: str, markers: set[str]) -> tuple[Issue, ...]:
         if paths.LAYERS not in markers:
             return (
                 Issue(
