@@ -47,6 +47,24 @@ def snapshot(root: Path) -> dict[str, tuple[int, float, bytes]]:
     }
 
 
+@pytest.fixture(params=["disk", "bucket"])
+def place_of(request: pytest.FixtureRequest, tmp_path: Path):
+    """`place_of(root)`: where the test runs regtool on the v2 tree `root`: the tree itself,
+    or (second run) a copy of it, as it is now, in a fresh S3 bucket."""
+    from tests.support.places import Place
+
+    def place(root: Path) -> Place:
+        if request.param == "disk":
+            return Place(("--root", str(root)), root)
+        from tests.support.rgw import bucket_copy
+
+        cluster = request.getfixturevalue("rgw")
+        config = bucket_copy(cluster, root, tmp_path)
+        return Place(("--config", str(config)), root, cluster, config)
+
+    return place
+
+
 @pytest.fixture(scope="session")
 def rgw():
     """A real Ceph RGW (S3) on 127.0.0.1, started once per session on first use."""

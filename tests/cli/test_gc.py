@@ -14,7 +14,6 @@ from regtool.cli.app import app
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths as v2paths
 from regtool.storage.lock import storage_lock
-from tests.conftest import snapshot
 
 ORPHAN = b"an orphan blob"
 ORPHAN_DIGEST = "sha256:" + hashlib.sha256(ORPHAN).hexdigest()
@@ -41,9 +40,10 @@ def v2(v2_root: Path) -> Path:
     return v2_root
 
 
-def test_gc_dry_run_prints_the_plan_as_json_and_writes_nothing(run, v2):
-    before = snapshot(v2)
-    result = run("--root", str(v2), "--dry-run", "--grace", "0", "--format", "json")
+def test_gc_dry_run_prints_the_plan_as_json_and_writes_nothing(run, v2, place_of):
+    place = place_of(v2)
+    before = place.contents()
+    result = run(*place.args, "--dry-run", "--grace", "0", "--format", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc == {
@@ -58,51 +58,56 @@ def test_gc_dry_run_prints_the_plan_as_json_and_writes_nothing(run, v2):
         "bytes": len(ORPHAN),
         "skipped": [],
     }
-    assert snapshot(v2) == before
+    assert place.contents() == before
     assert not (v2 / ".regtool.lock").exists()
 
 
-def test_gc_dry_run_table_shows_kind_size_and_total(run, v2):
-    result = run("--root", str(v2), "--dry-run", "--grace", "0")
+def test_gc_dry_run_table_shows_kind_size_and_total(run, v2, place_of):
+    result = run(*place_of(v2).args, "--dry-run", "--grace", "0")
     assert result.exit_code == 0
     assert "blob" in result.stdout and "would delete 1 entries, 14 B" in result.stdout
 
 
-def test_gc_without_yes_and_without_a_terminal_refuses_with_exit_2(run, v2):
-    result = run("--root", str(v2), "--grace", "0")
+def test_gc_without_yes_and_without_a_terminal_refuses_with_exit_2(run, v2, place_of):
+    place = place_of(v2)
+    result = run(*place.args, "--grace", "0")
     assert result.exit_code == 2
     assert "no terminal" in result.stderr and "--yes" in result.stderr
-    assert (v2 / v2paths.blob_data(ORPHAN_DIGEST)).exists()
+    assert place.has(v2paths.blob_data(ORPHAN_DIGEST))
 
 
-def test_gc_asks_on_a_terminal_and_deletes_on_yes(run, v2, monkeypatch):
+def test_gc_asks_on_a_terminal_and_deletes_on_yes(run, v2, monkeypatch, place_of):
     monkeypatch.setattr(confirm, "_is_terminal", lambda: True)
-    result = run("--root", str(v2), "--grace", "0", input="y\n")
+    place = place_of(v2)
+    result = run(*place.args, "--grace", "0", input="y\n")
     assert result.exit_code == 0, result.output
     assert "Delete these 1 entries" in result.stderr
-    assert not (v2 / v2paths.blob_dir(ORPHAN_DIGEST)).exists()
+    assert not place.has(v2paths.blob_data(ORPHAN_DIGEST))
     assert "deleted 1 entries" in result.stdout
 
 
-def test_gc_asks_on_a_terminal_and_keeps_everything_on_no(run, v2, monkeypatch):
+def test_gc_asks_on_a_terminal_and_keeps_everything_on_no(run, v2, monkeypatch, place_of):
     monkeypatch.setattr(confirm, "_is_terminal", lambda: True)
-    result = run("--root", str(v2), "--grace", "0", input="n\n")
+    place = place_of(v2)
+    before = place.contents()
+    result = run(*place.args, "--grace", "0", input="n\n")
     assert result.exit_code == 1
-    assert (v2 / v2paths.blob_data(ORPHAN_DIGEST)).exists()
+    assert place.contents() == before
 
 
-def test_gc_yes_deletes_and_prints_what_it_deleted_in_the_plan_shape(run, v2):
-    planned = json.loads(run("--root", str(v2), "-n", "--grace", "0", "-f", "json").stdout)
-    result = run("--root", str(v2), "--yes", "--grace", "0", "--format", "json")
+def test_gc_yes_deletes_and_prints_what_it_deleted_in_the_plan_shape(run, v2, place_of):
+    place = place_of(v2)
+    planned = json.loads(run(*place.args, "-n", "--grace", "0", "-f", "json").stdout)
+    result = run(*place.args, "--yes", "--grace", "0", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == planned
-    assert not (v2 / v2paths.blob_dir(ORPHAN_DIGEST)).exists()
-    again = run("--root", str(v2), "-n", "--grace", "0", "-f", "json")
+    assert not place.has(v2paths.blob_data(ORPHAN_DIGEST))
+    again = run(*place.args, "-n", "--grace", "0", "-f", "json")
     assert json.loads(again.stdout) == {"delete": [], "bytes": 0, "skipped": []}
 
 
-def test_gc_default_grace_keeps_a_blob_written_just_now(run, v2):
-    result = run("--root", str(v2), "--dry-run", "--format", "json")
+def test_gc_default_grace_keeps_a_blob_written_just_now(run, v2, place_of):
+    result = run(*place_of(v2).args, "--dry-run", "--format", "json")
     assert json.loads(result.stdout)["delete"] == []
 
 
@@ -120,23 +125,24 @@ def test_gc_dry_run_works_while_the_lock_is_held(run, v2):
     assert result.exit_code == 0
 
 
-def test_gc_refuses_with_exit_1_naming_an_unreadable_manifest(run, v2, v2_expected):
+def test_gc_refuses_with_exit_1_naming_an_unreadable_manifest(run, v2, v2_expected, place_of):
     digest = v2_expected["manifests"]["busybox:latest"]["digest"]
     (v2 / v2paths.blob_data(digest)).write_bytes(b"{")
-    result = run("--root", str(v2), "--yes", "--grace", "0")
+    place = place_of(v2)
+    result = run(*place.args, "--yes", "--grace", "0")
     assert result.exit_code == 1
     assert v2paths.blob_data(digest) in result.stderr
     assert "deleted nothing" in result.stderr
-    assert (v2 / v2paths.blob_data(ORPHAN_DIGEST)).exists()
-    forced = run("--root", str(v2), "--yes", "--grace", "0", "--force")
+    assert place.has(v2paths.blob_data(ORPHAN_DIGEST))
+    forced = run(*place.args, "--yes", "--grace", "0", "--force")
     assert forced.exit_code == 0, forced.output
-    assert not (v2 / v2paths.blob_dir(ORPHAN_DIGEST)).exists()
+    assert not place.has(v2paths.blob_data(ORPHAN_DIGEST))
 
 
-def test_gc_bad_link_never_crashes(run, v2):
+def test_gc_bad_link_never_crashes(run, v2, place_of):
     link = v2 / v2paths.tag_current_link("busybox", "latest")
     link.write_bytes(b"\xff\xfe")
-    result = run("--root", str(v2), "--dry-run", "--grace", "0")
+    result = run(*place_of(v2).args, "--dry-run", "--grace", "0")
     assert result.exit_code == 1
     assert "malformed tag link" in result.stderr
 

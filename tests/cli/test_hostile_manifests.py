@@ -9,15 +9,13 @@ one error naming the file, with the rest of the tree handled as usual and memory
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from regtool.layout.v1 import paths as v1paths
 from regtool.layout.v2 import paths
-from tests.conftest import V2_FIXTURE, copy_tree, snapshot
+from tests.conftest import V2_FIXTURE, copy_tree
 from tests.support.hostile import (
     PEAK_RSS_LIMIT,
     Pushed,
@@ -29,43 +27,11 @@ from tests.support.hostile import (
     tag_manifest_with_big_config,
     v1_top_image,
 )
-from tests.support.rgw import bucket_copy, bucket_objects
+from tests.support.places import Place
 
 NESTED = "nested deeper than 128 levels"
 OVER_MANIFEST_LIMIT = "larger than 4194304 bytes"
 OVER_CONFIG_LIMIT = "larger than 8388608 bytes"
-
-
-@dataclass(frozen=True)
-class Where:
-    """A v2 tree on a local disk (`--root`) or copied into an S3 bucket (`--config`)."""
-
-    args: tuple[str, str]
-    root: Path  # the local tree (the bucket's source)
-    cluster: Any = None
-    config: Path | None = None
-
-    def contents(self) -> dict[str, Any]:
-        """Everything stored, to prove nothing was written (the lock file aside)."""
-        if self.config is None:
-            found = snapshot(self.root)
-            found.pop(".regtool.lock", None)
-            return found
-        return bucket_objects(self.cluster, self.config)
-
-
-@pytest.fixture(params=["disk", "bucket"])
-def where(request: pytest.FixtureRequest, tmp_path: Path):
-    """Turns a local tree into the place a test runs regtool on: the tree, or a bucket copy."""
-
-    def place(root: Path) -> Where:
-        if request.param == "disk":
-            return Where(("--root", str(root)), root)
-        cluster = request.getfixturevalue("rgw")
-        config = bucket_copy(cluster, root, tmp_path)
-        return Where(("--config", str(config)), root, cluster, config)
-
-    return place
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +41,9 @@ def deep_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pushe
 
 
 @pytest.fixture
-def deep(deep_template: tuple[Path, Pushed], tmp_path: Path, where) -> tuple[Where, Pushed]:
+def deep(deep_template: tuple[Path, Pushed], tmp_path: Path, place_of) -> tuple[Place, Pushed]:
     template, pushed = deep_template
-    return where(copy_tree(template, tmp_path / "v2")), pushed
+    return place_of(copy_tree(template, tmp_path / "v2")), pushed
 
 
 def rows(stdout: str) -> dict[str, dict]:
@@ -152,9 +118,9 @@ def test_layers_of_other_images_still_work_beside_the_deep_manifest(deep) -> Non
 
 
 @pytest.fixture
-def big(v2_root: Path, where) -> tuple[Where, str, str]:
+def big(v2_root: Path, place_of) -> tuple[Place, str, str]:
     manifest, config = tag_big_blob(v2_root), tag_manifest_with_big_config(v2_root)
-    return where(v2_root), manifest, config
+    return place_of(v2_root), manifest, config
 
 
 def test_ls_does_not_read_a_300_mb_manifest_or_config(big) -> None:
