@@ -56,6 +56,10 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
         ),
         "_V1_ID": ("fullmatch", near_misses("a")),
     },
+    "regtool.layout.journal": {
+        "_NAME": ("fullmatch", near_misses("1") + near_misses("1", "Z-") + near_misses("a")),
+        "_COMMAND": ("fullmatch", near_misses("a") + near_misses("a", "-")),
+    },
     "regtool.model.duration": {
         "_NUMBER": ("fullmatch", near_misses("1", "x") + near_misses("1.", "x")),
         # applied only to text `_DURATIONS` accepted (alone, findall retries every position)
