@@ -143,10 +143,13 @@ class Stage:
             self.staged[digest] = StagedBlob(repo, upload_id, digest, hasher.size)
         return digest, hasher.size
 
-    def publish(self) -> None:
-        """Move every staged blob into `blobs/` (unless the storage got it meanwhile); no
-        link is written (the caller links what its manifests name)."""
+    def publish(self, keep: set[str] | None = None) -> None:
+        """Move every staged blob (only those in `keep` when given: the rest is discarded)
+        into `blobs/` (unless the storage got it meanwhile); no link is written (the caller
+        links what its manifests name)."""
         for digest in list(self.staged):
+            if keep is not None and digest not in keep:
+                continue
             blob = self.staged[digest]
             if not self.writer.has_blob(digest):
                 self._note(paths.blob_dir(digest))
