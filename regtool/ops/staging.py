@@ -27,8 +27,9 @@ from typing import BinaryIO
 from regtool.layout.v2 import paths
 from regtool.layout.v2.uploads import FilesystemUploads, UploadSessions
 from regtool.layout.v2.writer import V2Writer
+from regtool.model.digest import is_digest
 from regtool.ops import layerio
-from regtool.storage.driver import Entry, FileInfo, StorageDriver, StorageError
+from regtool.storage.driver import Entry, FileInfo, PathNotFound, StorageDriver, StorageError
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -61,6 +62,15 @@ def size_text(size: int) -> str:
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def current_tag(writer: V2Writer, repo: str, tag: str) -> str | None:
+    """The digest `repo:tag` names now (None: no such tag, or an unreadable link)."""
+    try:
+        text = writer.driver.get(paths.tag_current_link(repo, tag), 1024).decode()
+    except (PathNotFound, UnicodeDecodeError):
+        return None
+    return text if is_digest(text) else None
 
 
 def write_tag(writer: V2Writer, repo: str, tag: str, digest: str, *, new: bool) -> None:

@@ -26,16 +26,23 @@ from regtool.errors import OperationalError, UnreadableError, UsageError
 from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.writer import V2Writer
 from regtool.model import mediatype as mt
-from regtool.model.digest import digest_of, is_digest, short
+from regtool.model.digest import digest_of, short
 from regtool.model.reference import ReferenceError_, parse_reference
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
 from regtool.ops import layerio
 from regtool.ops.destination import Destination, SharedLock, Target, open_destination
 from regtool.ops.diffids import DiffIdIndex
-from regtool.ops.staging import Stage, is_no_space, size_text, write_failure, write_tag
+from regtool.ops.staging import (
+    Stage,
+    current_tag,
+    is_no_space,
+    size_text,
+    write_failure,
+    write_tag,
+)
 from regtool.ops.tararchive import Archive, ArchiveError, named_digest
 from regtool.ops.tarformats import Image, Layer, find_images
-from regtool.storage.driver import PathNotFound, StorageError
+from regtool.storage.driver import StorageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,15 +436,6 @@ class _Commit:
             size = size_text(sum(b.size for b in unused))
             parts.append(f"{len(unused)} new blob(s) ({size}) that no tag uses")
         return "written before that: " + ", ".join(parts) if parts else NOTHING
-
-
-def current_tag(writer: V2Writer, repo: str, tag: str) -> str | None:
-    """The digest `repo:tag` names now (None: no such tag, or an unreadable link)."""
-    try:
-        text = writer.driver.get(v2paths.tag_current_link(repo, tag), 1024).decode()
-    except (PathNotFound, UnicodeDecodeError):
-        return None
-    return text if is_digest(text) else None
 
 
 def _parse_tag(text: str) -> tuple[str, str]:

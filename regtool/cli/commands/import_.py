@@ -92,7 +92,7 @@ def _table(result: ImportResult) -> str:
         f"in {result.seconds:.1f} s"
     )
     if result.layers_reused:
-        total += f"; {result.layers_reused} layer(s) already stored under another digest, reused"
+        total += f"; {result.layers_reused} layer(s) already stored (same content), reused"
     return f"{table}\n{total}"
 
 
