@@ -64,7 +64,10 @@ def expand_digest(reader: RegistryReader, repository: str, prefix: str) -> str:
     """The one manifest digest of `repository` starting with `prefix` (`sha256:<hex>`).
 
     Ambiguous: BadReferenceError listing the candidates; none: the unknown-manifest error."""
-    candidates = sorted(d for d in _manifest_digests(reader, repository) if d.startswith(prefix))
+    wanted = prefix.partition(":")[2]
+    candidates = sorted(
+        d for d in _manifest_digests(reader, repository) if _hex(d).startswith(wanted)
+    )
     if len(candidates) == 1:
         return candidates[0]
     name = short_name(repository)
@@ -74,6 +77,11 @@ def expand_digest(reader: RegistryReader, repository: str, prefix: str) -> str:
         f"{name}@{prefix.partition(':')[2]} is ambiguous: {', '.join(candidates)}",
         hint="give more of the digest",
     )
+
+
+def _hex(digest: str) -> str:
+    """The hex of a digest (a v1 image id is hex alone)."""
+    return digest.partition(":")[2] or digest
 
 
 def _manifest_digests(reader: RegistryReader, repository: str) -> set[str]:
