@@ -4,9 +4,19 @@ straight into the v2 layout.
 The formats are told apart in tarformats.py; legacy v1 saves are converted exactly as
 `migrate` converts a v1 chain. Layers held raw in the tar are gzip-compressed on the way in
 (deterministic, so re-imports give the same digests); every layer's uncompressed digest is
-checked against the config and every blob against its name. Phase 1 stages the blobs of
-every image in upload sessions, where no registry client can link them (staging.py); only if
-all of them are good does phase 2 publish them and write links, manifests and tags. A
+checked against the config and every blob against its name.
+
+The archive is read in one pass, never seeking, so stdin will do (`podman save | ssh host
+regtool import -`): docker save writes manifest.json last, so every large member is
+streamed into an upload session of the staging repository as it passes (tararchive.py),
+before anyone knows what it is; small ones (JSON) are kept in memory. A raw-tar member
+named by a diff_id that a stored layer has (tagged images' configs, diffids.py), or a gzip
+member named by a stored blob, is only hashed. Once the manifests are known, phase 1 checks
+every image and picks its blobs: a layer this import recompressed is replaced by a stored
+blob of the same diff_id when there is one, so an image a client pushed and then saved and
+imported elsewhere shares its layers. Only if all images are good does phase 2 publish the
+blobs they use (the rest is discarded) and write links, manifests and tags; a tag that
+named another image is `replaced` (or `kept` with overwrite=False). A
 failure in phase 1 cancels the sessions, so the destination is left as it was; phase 2
 never deletes a blob it published (another repository may link it by then) and says what
 it left.
