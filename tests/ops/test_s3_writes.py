@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 from regtool.cli.app import app
 from tests.ops.test_tarball import legacy_save_tar, oci_layout_tar
+from tests.support.bombs import REPO_ROOT
 from tests.support.clients import skopeo_copy_all
 from tests.support.ocitar import gzip_layer, oci_tar_of
 from tests.support.refregistry import reference_registry
 from tests.support.rgw import new_bucket, s3_client, s3load
-from tests.support.bombs import REPO_ROOT
 from tests.support.v1tree import V1_FIXTURE, V2_FIXTURE
 
 PREFIX = "/registry"
