@@ -1,6 +1,7 @@
 """The regtool error tree; every layer may raise these, only the CLI maps them to exit codes.
 
 RegtoolError                    message (one line) + optional hint
+├── NoMatchError                a pattern that matches nothing          (exit 1)
 ├── UsageError                  the arguments do not make sense          (exit 2)
 │   ├── BadReferenceError       a REF that does not parse
 │   └── UnknownReferenceError   a REF that names nothing in the storage
@@ -20,6 +21,10 @@ class RegtoolError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+class NoMatchError(RegtoolError):
+    """A pattern (a glob over names) that matches nothing stored."""
 
 
 class UsageError(RegtoolError):

@@ -48,6 +48,10 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
             + near_misses("ab-c_d.e__f/"),
         ),
         "TAG_RE": ("fullmatch", near_misses("a") + near_misses("a.-") + near_misses("_")),
+        "SHORT_DIGEST_RE": (
+            "fullmatch",
+            near_misses("a") + ["sha256:" + m for m in near_misses("0")] + near_misses("sha256:"),
+        ),
     },
     "regtool.model.digest": {
         "_DIGEST": (
@@ -212,6 +216,8 @@ def test_pattern_answers_near_misses_within_bound(
         (valid_name, "a-" * 127 + "!"),
         (parse_reference, "a" * 254 + "!:latest"),
         (parse_reference, "a/" * 127 + "!@sha256:" + "0" * 64),
+        (parse_reference, "a@" + "0" * 9_999 + "!"),
+        (parse_reference, "h.x/" * 2_500 + "!"),
         (parse_duration, "1" * 10_000 + "x"),
         (lambda text: matches("a" * 255, text), "*a" * 40 + "b"),
     ],

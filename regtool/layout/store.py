@@ -62,6 +62,15 @@ class Store:
             driver = driver.fresh()
         return reader_for(driver, self.reader.layout, self.root)
 
+    def bulk_reader(self) -> RegistryReader:
+        """A reader for a scan of everything: on an object store through a bulk view (one
+        listing, batched reads, `prefetch` pays), on a disk the plain reader."""
+        from regtool.storage.snapshot import Snapshot
+
+        if self.root is not None or isinstance(self.reader.driver, Snapshot):
+            return self.reader
+        return reader_for(_bulk_view(self.reader.driver, self.layout), self.layout, None)
+
     @contextmanager
     def lock(self, *, exclusive: bool, timeout: float = 0.0) -> Iterator[None]:
         """Hold the storage's writers' lock (`.regtool.lock`, flock) shared or exclusive.

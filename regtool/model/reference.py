@@ -1,4 +1,12 @@
-"""Image references: `name[:tag][@digest]`, with distribution's name and tag grammar."""
+"""Image references: `[host/]name[:tag][@digest]`, with distribution's name and tag grammar.
+
+People paste references as they pull them: `127.0.0.1:5443/centos:httpd`,
+`registry.example.com/team/app:v1`, `localhost/app`. The first path element is a registry
+host when it holds a `.` or a `:` or is `localhost` (as docker decides); it is kept aside in
+`host` (a local storage has no use for it). A digest may be cut short as `ls` prints it
+(`centos@ac8f23afd907`, at least 12 hex): `short_digest` then holds `sha256:<prefix>` and
+the storage expands it (ops/resolve.py).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,8 @@ from regtool.model.digest import DigestError, parse_digest
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+SHORT_DIGEST_RE = re.compile(r"(?:sha256:)?([a-f0-9]{12,63})")
+MIN_SHORT_DIGEST = 12
 MAX_NAME_LENGTH = 255
 DEFAULT_TAG = "latest"
 
@@ -34,6 +44,8 @@ class Reference:
     repository: str
     tag: str | None = None
     digest: str | None = None
+    host: str | None = None  # the registry host typed in front, if any
+    short_digest: str | None = None  # `sha256:<12+ hex>` to expand (digest is None then)
 
     @property
     def target(self) -> str:
@@ -41,19 +53,45 @@ class Reference:
         return self.digest or self.tag or DEFAULT_TAG
 
     def __str__(self) -> str:
+        if self.short_digest and not self.digest:
+            return f"{self.repository}@{self.short_digest}"
         if self.digest:
             return f"{self.repository}@{self.digest}"
         return f"{self.repository}:{self.tag or DEFAULT_TAG}"
 
 
+def split_host(text: str) -> tuple[str | None, str]:
+    """(`host`, rest) when the first path element of `text` is a registry host, else
+    (None, text): it holds a `.` or `:`, or is `localhost`."""
+    first, slash, rest = text.partition("/")
+    if slash and rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, text
+
+
 def parse_reference(text: str) -> Reference:
-    """Parse `name`, `name:tag` or `name@sha256:...` (a `name:tag@digest` keeps the digest)."""
-    name, at, digest = text.partition("@")
+    """Parse `[host/]name`, `name:tag`, `name@sha256:...` or `name@<12+ hex>` (a
+    `name:tag@digest` keeps the digest)."""
+    host, rest = split_host(text)
+    name, at, digest = rest.partition("@")
+    short_digest = None
     if at:
         try:
             parse_digest(digest)
         except DigestError as exc:
-            raise ReferenceError_(f"{text!r}: {exc}") from None
+            match = SHORT_DIGEST_RE.fullmatch(digest)
+            if match is None:
+                hexpart = digest.removeprefix("sha256:")
+                if (
+                    hexpart
+                    and len(hexpart) < MIN_SHORT_DIGEST
+                    and all(c in "0123456789abcdef" for c in hexpart)
+                ):
+                    raise ReferenceError_(
+                        f"{text!r}: a short digest needs at least {MIN_SHORT_DIGEST} hex digits"
+                    ) from None
+                raise ReferenceError_(f"{text!r}: {exc}") from None
+            short_digest = f"sha256:{match.group(1)}"
     tag: str | None = None
     slash = name.rfind("/")
     colon = name.rfind(":")
@@ -65,4 +103,6 @@ def parse_reference(text: str) -> Reference:
         raise ReferenceError_(
             f"{text!r}: invalid repository name (lower-case letters, digits, '.', '_', '-', '/')"
         )
-    return Reference(repository=name, tag=tag, digest=digest if at else None)
+    if short_digest is not None:
+        return Reference(name, tag, None, host, short_digest)
+    return Reference(name, tag, digest if at else None, host)

@@ -30,6 +30,7 @@ class Target:
 
     root: Path | None
     config: Path | None = None
+    v1_hint: str = "migrate writes v2"  # what to say when the destination is a v1 tree
 
     @property
     def bucket(self) -> bool:
@@ -42,13 +43,13 @@ class Target:
         if self.root is None:
             store = open_storage(None, self.config, bulk=False)
             if store.layout == "v1":
-                raise UsageError(f"destination {store.location} holds a v1 tree; migrate writes v2")
+                raise UsageError(f"destination {store.location} holds a v1 tree; {self.v1_hint}")
             return store.location
         if self.root.exists():
             if not self.root.is_dir():
                 raise RootError(f"destination {self.root} is not a folder")
             if locate(self.root)[1] == "v1":
-                raise UsageError(f"destination {self.root} holds a v1 tree; migrate writes v2")
+                raise UsageError(f"destination {self.root} holds a v1 tree; {self.v1_hint}")
         return str(self.root)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from regtool.errors import OperationalError, RootError
@@ -32,9 +32,10 @@ from regtool.model.reference import valid_name, valid_tag
 from regtool.model.v1convert import BlobRef, V1ConvertError, build_manifest, config_from_v1
 from regtool.ops import layerio
 from regtool.ops.destination import Destination, SharedLock, Target, open_destination
-from regtool.ops.staging import is_no_space, size_text, write_failure, write_tag
+from regtool.ops.diffids import DiffIdIndex
+from regtool.ops.staging import current_tag, is_no_space, size_text, write_failure, write_tag
 from regtool.ops.v1guard import Guard
-from regtool.storage.driver import PathNotFound, StorageError
+from regtool.storage.driver import StorageError
 
 Progress = Callable[[int], None]
 
@@ -51,6 +52,7 @@ class ChainEntry:
     layer_bytes: int  # stored layer bytes of the chain
     recompress: tuple[str, ...]  # v1 ids whose layer is xz, bzip2 or a plain tar
     problem: str | None  # why the chain is skipped
+    existing: str | None = None  # the digest the destination's tag names now, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,8 @@ class MigratedTag:
     repository: str
     tag: str
     manifest: str
-    status: str  # written | present
+    status: str  # written | present | replaced | kept
+    previous: str | None = None  # replaced or kept: the digest the tag named before
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,16 @@ class MigrationResult:
     blobs_present: int
     bytes_written: int
     seconds: float
+    layers_reused: int = 0  # layers stored before under another digest (same diff_id)
+
+    @property
+    def kept(self) -> tuple[MigratedTag, ...]:
+        """Tags --no-overwrite left as they were."""
+        return tuple(tag for tag in self.migrated if tag.status == KEPT)
+
+
+KEPT = "kept"
+REPLACED = "replaced"
 
 
 # -- planning -------------------------------------------------------------------------------
@@ -148,6 +161,7 @@ def plan_migration(
     for repo in reader.repositories():
         for link in reader.tags(repo.name):
             chains.append(_plan_chain(reader, guard, link, keep_library, sniffed))
+    chains = _with_existing_tags(target, chains)
     counted: dict[str, int] = {}
     recompress: list[str] = []
     for chain in chains:
@@ -168,6 +182,20 @@ def plan_migration(
         recompress=tuple(recompress),
         config=str(config) if target.bucket else None,
     )
+
+
+def _with_existing_tags(target: Target, chains: list[ChainEntry]) -> list[ChainEntry]:
+    """The chains, each with the digest its destination tag names now (reads only)."""
+    if target.root is not None and not target.root.exists():
+        return chains
+    reader = open_storage(target.root, target.config, bulk=False).reader
+    names = {repo.name for repo in reader.repositories()}
+    current: dict[tuple[str, str], str] = {}
+    for repo in sorted({c.repository for c in chains if c.problem is None} & names):
+        for link in reader.tags(repo):
+            if link.digest is not None:
+                current[(repo, link.tag)] = link.digest
+    return [replace(c, existing=current.get((c.repository, c.tag))) for c in chains]
 
 
 def _plan_chain(
@@ -246,6 +274,8 @@ class _Run:
         self.blobs_written = 0
         self.blobs_present = 0
         self.bytes_written = 0
+        self.index = DiffIdIndex(out.store)
+        self.layers_reused = 0
 
     def layer_chunks(self, image_id: str, count: bool = False) -> Iterator[bytes]:
         with self.guard.open(v1paths.image_layer(image_id)) as handle:
@@ -293,6 +323,11 @@ class _Run:
         if known is None and not digests.recompressed and self.writer.has_blob(digests.digest):
             known = digests.digest
             self.count(False, digests.size)
+        if known is None:  # the same tar stored already, under another compression
+            known = self.index.get(digests.diff_id)
+            if known is not None:
+                self.layers_reused += 1
+                self.count(False, digests.size)
         if known is None:
             if digests.recompressed:
                 chunks = layerio.gzip_chunks(
@@ -314,6 +349,7 @@ class _Run:
                     ) from None
                 self.count(True, size)
                 known = digests.digest
+            self.index.add(digests.diff_id, known)
         self.blob_of[image_id] = known
         self.ensure_link(repo, known)
         stored = self.writer.blob_size(known)
@@ -343,15 +379,18 @@ class _Run:
         self.count(created, len(raw))
         return digest, changed
 
-    def put_tag(self, repo: str, tag: str, digest: str) -> bool:
-        try:
-            current = self.writer.driver.get(v2paths.tag_current_link(repo, tag)).decode()
-        except (PathNotFound, UnicodeDecodeError):
-            current = None
+    def put_tag(
+        self, repo: str, tag: str, digest: str, overwrite: bool
+    ) -> tuple[str | None, str | None]:
+        """Point the tag at `digest`: (REPLACED or KEPT or "written" or None when it
+        named `digest` already, the digest it named before when that differed)."""
+        current = current_tag(self.writer, repo, tag)
         if current == digest:
-            return False
+            return None, None
+        if current is not None and not overwrite:
+            return KEPT, current
         write_tag(self.writer, repo, tag, digest, new=current is None)
-        return True
+        return (REPLACED, current) if current is not None else ("written", None)
 
 
 def _stopped(exc: BaseException, base: str, run: _Run, tagged: int, ready: int) -> str:
@@ -364,8 +403,11 @@ def _stopped(exc: BaseException, base: str, run: _Run, tagged: int, ready: int) 
     return f"migrate stopped: {reason}; {blobs}, {tags}"
 
 
-def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) -> MigrationResult:
-    """Write every ready chain of `plan`; a chain whose layers turn out corrupt is skipped."""
+def apply_migration(
+    plan: MigrationPlan, *, progress: Progress | None = None, overwrite: bool = True
+) -> MigrationResult:
+    """Write every ready chain of `plan`; a chain whose layers turn out corrupt is skipped.
+    `overwrite=False` leaves a tag that names another manifest as it is (status `kept`)."""
     started = time.monotonic()
     reader = _open_v1(Path(plan.source))
     out = open_destination(plan.target)
@@ -385,9 +427,11 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
                     pending.append((chain, *outcome))
             out.flush()  # tags last, once every blob and manifest they need is on disk
             for chain, digest, changed in pending:
-                changed = run.put_tag(chain.repository, chain.tag, digest) or changed
-                status = "written" if changed else "present"
-                tag = MigratedTag(chain.source, chain.repository, chain.tag, digest, status)
+                moved, previous = run.put_tag(chain.repository, chain.tag, digest, overwrite)
+                status = moved or ("written" if changed else "present")
+                tag = MigratedTag(
+                    chain.source, chain.repository, chain.tag, digest, status, previous
+                )
                 migrated.append(tag)
             out.flush()
         except (OSError, StorageError) as exc:
@@ -405,4 +449,5 @@ def apply_migration(plan: MigrationPlan, *, progress: Progress | None = None) ->
         blobs_present=run.blobs_present,
         bytes_written=run.bytes_written,
         seconds=round(time.monotonic() - started, 3),
+        layers_reused=run.layers_reused,
     )

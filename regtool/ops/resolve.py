@@ -1,14 +1,28 @@
-"""Turn a user's REF into a stored repository and digest, with helpful errors."""
+"""Turn a user's REF into a stored repository and digest, with helpful errors.
+
+Every command that takes a REF goes through `locate` or `resolve_reference`: a registry
+host in front is ignored (`127.0.0.1:5443/centos:httpd`), a short digest as `ls` prints it
+(`centos@ac8f23afd907`) is expanded among the repository's manifests. `check_pattern` is
+the same for a glob over repository names (exit 1 when it matches nothing).
+"""
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from regtool.errors import BadReferenceError, UnknownReferenceError
+from regtool.errors import BadReferenceError, NoMatchError, UnknownReferenceError
 from regtool.layout.reader import RegistryReader
-from regtool.model.reference import DEFAULT_TAG, Reference, ReferenceError_, parse_reference
-from regtool.ops.inventory import LIBRARY, short_name
+from regtool.model.reference import (
+    DEFAULT_TAG,
+    Reference,
+    ReferenceError_,
+    parse_reference,
+    split_host,
+)
+from regtool.ops.inventory import LIBRARY, matches, short_name
+
+MAX_SUGGESTIONS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +54,56 @@ def locate(reader: RegistryReader, text: str) -> tuple[Reference, str]:
     names = [repo.name for repo in reader.repositories()]
     repository = find_repository(names, ref.repository)
     if repository is None:
-        raise _unknown(text, [short_name(n) for n in names], "repository")
+        raise _unknown(ref.repository, [short_name(n) for n in names], "repository")
+    if ref.short_digest is not None:
+        ref = replace(ref, digest=expand_digest(reader, repository, ref.short_digest))
     return ref, repository
+
+
+def expand_digest(reader: RegistryReader, repository: str, prefix: str) -> str:
+    """The one manifest digest of `repository` starting with `prefix` (`sha256:<hex>`).
+
+    Ambiguous: BadReferenceError listing the candidates; none: the unknown-manifest error."""
+    wanted = prefix.partition(":")[2]
+    candidates = sorted(
+        d for d in _manifest_digests(reader, repository) if _hex(d).startswith(wanted)
+    )
+    if len(candidates) == 1:
+        return candidates[0]
+    name = short_name(repository)
+    if not candidates:
+        raise UnknownReferenceError(f"{name} has no manifest {prefix}")
+    raise BadReferenceError(
+        f"{name}@{prefix.partition(':')[2]} is ambiguous: {', '.join(candidates)}",
+        hint="give more of the digest",
+    )
+
+
+def _hex(digest: str) -> str:
+    """The hex of a digest (a v1 image id is hex alone)."""
+    return digest.partition(":")[2] or digest
+
+
+def _manifest_digests(reader: RegistryReader, repository: str) -> set[str]:
+    """Every manifest the repository holds (v2: its revisions; v1: its tags' images)."""
+    revisions = getattr(reader, "revisions", None)
+    if revisions is not None:
+        return {digest for _, digest, _ in revisions(repository) if digest is not None}
+    return {link.digest for link in reader.tags(repository) if link.digest is not None}
+
+
+def check_pattern(reader: RegistryReader, pattern: str | None) -> str | None:
+    """`pattern` (a glob over repository names; a registry host in front dropped) when some
+    repository matches it; NoMatchError (exit 1) with at most 3 close names otherwise."""
+    if pattern is None:
+        return None
+    pattern = split_host(pattern)[1]
+    names = [repo.name for repo in reader.repositories()]
+    if any(matches(name, pattern) for name in names):
+        return pattern
+    close = _close(pattern, sorted({short_name(n) for n in names}))
+    hint = f"did you mean: {', '.join(close)}" if close else "`regtool ls` lists them all"
+    raise NoMatchError(f"no repository matches {pattern!r}", hint=hint if names else None)
 
 
 def resolve_reference(reader: RegistryReader, text: str) -> Target:
@@ -63,9 +125,18 @@ def resolve_reference(reader: RegistryReader, text: str) -> Target:
     raise _unknown(f"{short_name(repository)}:{tag}", labels, "tag")
 
 
+def _close(asked: str, candidates: list[str]) -> list[str]:
+    return difflib.get_close_matches(asked, candidates, n=MAX_SUGGESTIONS, cutoff=0.5)
+
+
 def _unknown(asked: str, candidates: list[str], what: str) -> UnknownReferenceError:
-    close = difflib.get_close_matches(asked, candidates, n=5, cutoff=0.5)
-    if not close:
-        close = sorted(candidates)[:5]
-    hint = f"did you mean: {', '.join(close)}" if close else "the storage has none"
+    close = _close(asked, candidates)
+    if close:
+        hint = f"did you mean: {', '.join(close)}"
+    elif candidates:
+        hint = "`regtool ls` lists them all"
+        if what == "tag":
+            hint = f"`regtool ls {asked.rpartition(':')[0]}` lists its tags"
+    else:
+        hint = "the storage has none" if what == "repository" else "it has no tags"
     return UnknownReferenceError(f"unknown {what}: {asked}", hint=hint)

@@ -27,8 +27,9 @@ from typing import BinaryIO
 from regtool.layout.v2 import paths
 from regtool.layout.v2.uploads import FilesystemUploads, UploadSessions
 from regtool.layout.v2.writer import V2Writer
+from regtool.model.digest import is_digest
 from regtool.ops import layerio
-from regtool.storage.driver import Entry, FileInfo, StorageDriver, StorageError
+from regtool.storage.driver import Entry, FileInfo, PathNotFound, StorageDriver, StorageError
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -61,6 +62,15 @@ def size_text(size: int) -> str:
             return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def current_tag(writer: V2Writer, repo: str, tag: str) -> str | None:
+    """The digest `repo:tag` names now (None: no such tag, or an unreadable link)."""
+    try:
+        text = writer.driver.get(paths.tag_current_link(repo, tag), 1024).decode()
+    except (PathNotFound, UnicodeDecodeError):
+        return None
+    return text if is_digest(text) else None
 
 
 def write_tag(writer: V2Writer, repo: str, tag: str, digest: str, *, new: bool) -> None:
@@ -143,10 +153,13 @@ class Stage:
             self.staged[digest] = StagedBlob(repo, upload_id, digest, hasher.size)
         return digest, hasher.size
 
-    def publish(self) -> None:
-        """Move every staged blob into `blobs/` (unless the storage got it meanwhile); no
-        link is written (the caller links what its manifests name)."""
+    def publish(self, keep: set[str] | None = None) -> None:
+        """Move every staged blob (only those in `keep` when given: the rest is discarded)
+        into `blobs/` (unless the storage got it meanwhile); no link is written (the caller
+        links what its manifests name)."""
         for digest in list(self.staged):
+            if keep is not None and digest not in keep:
+                continue
             blob = self.staged[digest]
             if not self.writer.has_blob(digest):
                 self._note(paths.blob_dir(digest))

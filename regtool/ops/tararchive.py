@@ -1,4 +1,4 @@
-"""Random access to the members of an image tarball, streamed, symlinks followed.
+"""The members of an image tarball, read in one pass (stdin will do), symlinks followed.
 
 Nothing is ever extracted: member names (`../../etc/passwd`, absolute paths) and symlink or
 hardlink members only ever name other members of the same archive. A tar with more than
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 from regtool.errors import UnreadableError
 from regtool.model.digest import is_digest
@@ -22,6 +23,8 @@ MAX_SMALL = 4 << 20  # manifest.json, index.json, manifests, v1 jsons: distribut
 MAX_CONFIG = 8 << 20  # image configs (what `ls` and `verify` read at most)
 MAX_MEMBERS = 100_000  # a save of hundreds of images has a few thousand
 MAX_HEADER = 1 << 20  # pax or GNU long-name headers (tarfile reads them whole)
+KEEP_SMALL = 64 << 10  # members kept in memory whatever they hold (VERSION, tiny layers)
+MAX_KEPT = 64 << 20  # all kept members together
 _EXTENDED = frozenset(
     {
         tarfile.GNUTYPE_LONGNAME,
@@ -33,7 +36,7 @@ _EXTENDED = frozenset(
 )
 
 
-def unreadable_tar(path: Path, exc: BaseException) -> UnreadableError:
+def unreadable_tar(path: Path | str, exc: BaseException) -> UnreadableError:
     """The one-line error for an archive that cannot be read (damaged, or an OS error)."""
     if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError):
         return UnreadableError(f"{path}: {exc.strerror or exc}")
@@ -59,63 +62,102 @@ class _BoundedInfo(tarfile.TarInfo):
         return super()._proc_member(tarfile_)  # type: ignore[misc]
 
 
+@dataclass
+class Entry:
+    """One member of the archive as the single pass met it."""
+
+    kind: str  # file | link | sparse | other
+    size: int = 0
+    target: str = ""  # a link's member (already resolved against the link's folder)
+    data: bytes | None = None  # small members, kept whole
+    absorbed: Any = None  # what the absorb callback made of a large member
+
+
+Absorb = Callable[[str, Iterator[bytes]], Any]
+
+
 class Archive:
-    """A tar file opened for random access to its members (symlinks followed)."""
+    """An image tarball read in one pass, front to back, never seeking (a pipe will do).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    `scan(absorb)` walks the members: small ones (JSON up to MAX_CONFIG, anything up to
+    KEEP_SMALL) are kept in memory, at most MAX_KEPT bytes of them; every other regular
+    member is handed to `absorb(name, chunks)` as it passes, and whatever that returns is
+    remembered for the member (an import streams it into an upload session). Symlinks and
+    hardlinks only ever name other members of the same archive. Afterwards `member()`,
+    `read()` and `json()` answer about the kept members, `absorbed()` about the others.
+    """
+
+    def __init__(self, source: Path | BinaryIO, label: str | None = None) -> None:
+        self.source = source
+        self.path = label if label is not None else str(source)
+        self.members: dict[str, Entry] = {}
+        self._handle: IO[bytes] | None = None
+        self._kept = 0
+
+    def scan(self, absorb: Absorb) -> None:
+        own = None
         try:
-            self.tar = tarfile.open(path, "r:*", tarinfo=_BoundedInfo)  # noqa: SIM115
+            if isinstance(self.source, Path):
+                own = self.source.open("rb")
+            fileobj: IO[bytes] = own if own is not None else self.source  # type: ignore[assignment]
+            tar = tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=_BoundedInfo)  # noqa: SIM115
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise unreadable_tar(path, exc) from None
+            if own is not None:
+                own.close()
+            raise unreadable_tar(self.path, exc) from None
         try:
-            self.members = self._list()
-        except BaseException:
-            self.tar.close()
-            raise
-
-    def _list(self) -> dict[str, tarfile.TarInfo]:
-        members: dict[str, tarfile.TarInfo] = {}
-        try:
-            for number, info in enumerate(self.tar, 1):
-                if number > MAX_MEMBERS:
-                    raise UnreadableError(
-                        f"{self.path}: more than {MAX_MEMBERS} members: not an image tarball"
-                    )
-                members[_clean(info.name)] = info
+            with tar:
+                for number, info in enumerate(tar, 1):
+                    if number > MAX_MEMBERS:
+                        raise UnreadableError(
+                            f"{self.path}: more than {MAX_MEMBERS} members: not an image tarball"
+                        )
+                    self._take(tar, info, absorb)
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise unreadable_tar(self.path, exc) from None
-        return members
+        finally:
+            if own is not None:
+                own.close()
 
-    def close(self) -> None:
-        self.tar.close()
-
-    def has(self, name: str) -> bool:
-        return _clean(name) in self.members
-
-    def member(self, name: str) -> tarfile.TarInfo:
-        current = _clean(name)
-        for _ in range(16):
-            info = self.members.get(current)
-            if info is None:
-                raise ArchiveError(f"member {current} is missing")
-            if info.issym():
-                current = _clean(posixpath.join(posixpath.dirname(current), info.linkname))
-            elif info.islnk():
-                current = _clean(info.linkname)
-            elif info.issparse():
-                raise ArchiveError(f"member {current} is a sparse file")  # no save writes one
-            elif info.isfile():
-                return info
+    def _take(self, tar: tarfile.TarFile, info: tarfile.TarInfo, absorb: Absorb) -> None:
+        name = _clean(info.name)
+        if info.issym():
+            target = _clean(posixpath.join(posixpath.dirname(name), info.linkname))
+            self.members[name] = Entry("link", target=target)
+        elif info.islnk():
+            self.members[name] = Entry("link", target=_clean(info.linkname))
+        elif info.issparse():
+            self.members[name] = Entry("sparse")  # no save writes one; refused when used
+        elif not info.isfile():
+            self.members[name] = Entry("other")
+        else:
+            entry = Entry("file", info.size)
+            self.members[name] = entry
+            self._handle = tar.extractfile(info)
+            chunks = self.chunks(name)
+            head = next(chunks, b"")
+            rest = _prepend(head, chunks)
+            looks_json = head.lstrip()[:1] in (b"{", b"[")
+            small = info.size <= KEEP_SMALL or (looks_json and info.size <= MAX_CONFIG)
+            if small and self._kept + info.size <= MAX_KEPT:
+                entry.data = b"".join(rest)
+                self._kept += info.size
+            elif looks_json and info.size <= MAX_CONFIG:
+                raise UnreadableError(
+                    f"{self.path}: more than {MAX_KEPT >> 20} MiB of JSON members: "
+                    "not an image tarball"
+                )
             else:
-                raise ArchiveError(f"member {current} is not a file")
-        raise ArchiveError(f"member {name}: too many symlinks")
+                entry.absorbed = absorb(name, rest)
+                for _ in rest:  # whatever absorb left unread
+                    pass
 
     def chunks(self, name: str) -> Iterator[bytes]:
-        info = self.member(name)
-        handle = self.tar.extractfile(info)
+        """The bytes of the member the pass is at (`name`), in pieces."""
+        handle = self._handle
         if handle is None:
             raise ArchiveError(f"member {name} cannot be read")
+        size = self.members[name].size
         seen = 0
         try:
             for chunk in layerio.read_chunks(handle):
@@ -123,19 +165,53 @@ class Archive:
                 yield chunk
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ArchiveError(f"member {name} is truncated ({exc})") from None
-        if seen != info.size:
-            raise ArchiveError(f"member {name} is truncated ({seen} of {info.size} bytes)")
+        if seen != size:
+            raise ArchiveError(f"member {name} is truncated ({seen} of {size} bytes)")
+
+    def close(self) -> None:
+        self.members.clear()
+
+    def has(self, name: str) -> bool:
+        return _clean(name) in self.members
+
+    def member(self, name: str) -> str:
+        """The regular member `name` stands for (links followed); ArchiveError otherwise."""
+        current = _clean(name)
+        for _ in range(16):
+            entry = self.members.get(current)
+            if entry is None:
+                raise ArchiveError(f"member {current} is missing")
+            if entry.kind == "link":
+                current = entry.target
+            elif entry.kind == "sparse":
+                raise ArchiveError(f"member {current} is a sparse file")
+            elif entry.kind == "file":
+                return current
+            else:
+                raise ArchiveError(f"member {current} is not a file")
+        raise ArchiveError(f"member {name}: too many symlinks")
+
+    def entry(self, name: str) -> Entry:
+        return self.members[self.member(name)]
 
     def read(self, name: str, limit: int = MAX_SMALL) -> bytes:
-        info = self.member(name)
-        if info.size > limit:
+        entry = self.entry(name)
+        if entry.size > limit:
             raise ArchiveError(
-                f"member {name} is too large for a json file ({info.size} bytes, at most {limit})"
+                f"member {name} is too large for a json file ({entry.size} bytes, at most {limit})"
             )
-        return b"".join(self.chunks(name))
+        if entry.data is None:
+            raise ArchiveError(f"member {name} is not JSON")
+        return entry.data
 
     def json(self, name: str) -> Any:
         return member_json(name, self.read(name))
+
+
+def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest
 
 
 def member_json(name: str, raw: bytes, kind: type | None = None) -> Any:

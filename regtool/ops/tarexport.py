@@ -15,6 +15,7 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from regtool.errors import UnreadableError, UsageError
 from regtool.layout.reader import RegistryReader
@@ -61,9 +62,15 @@ def _platform_of(desc_platform: object) -> str | None:
 
 
 def export_images(
-    reader: RegistryReader, refs: Sequence[str], output: Path, *, platform: str | None = None
+    reader: RegistryReader,
+    refs: Sequence[str],
+    output: Path,
+    *,
+    platform: str | None = None,
+    stream: BinaryIO | None = None,
 ) -> ExportResult:
-    """Write the images `refs` name into a tarball at `output`."""
+    """Write the images `refs` name into a tarball at `output` (or, with `stream`, into
+    that stream, written front to back: a pipe will do)."""
     if not isinstance(reader, V2Reader):
         raise UsageError("export reads a v2 storage", hint="run `regtool migrate` first")
     chosen = []
@@ -73,52 +80,70 @@ def export_images(
         manifest, raw, picked = _single_image(reader, target.label, raw, platform)
         name = f"{short_name(target.repository)}:{target.tag or 'latest'}"
         chosen.append((name, raw, manifest, picked))
-    tmp = output.with_name(output.name + ".tmp")
     written: set[str] = set()
     total = 0
-    images = []
+    images: list[ExportedImage] = []
+    if stream is not None:
+        with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            total = _write_tar(tar, reader, chosen, written, images)
+        stream.flush()
+        return ExportResult("-", tuple(images), len(written), total)
+    tmp = output.with_name(output.name + ".tmp")
     try:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-            index, docker = [], []
-            for name, raw, manifest, picked in chosen:
-                digest = digest_of(raw)
-                for blob in (manifest.config, *manifest.layers):
-                    if blob.digest not in written:
-                        total += _add_blob(tar, reader, blob.digest)
-                        written.add(blob.digest)
-                if digest not in written:
-                    _add_bytes(tar, _member(digest), raw)
-                    written.add(digest)
-                    total += len(raw)
-                index.append(
-                    {
-                        "mediaType": manifest.media_type,
-                        "digest": digest,
-                        "size": len(raw),
-                        "annotations": {
-                            CONTAINERD_NAME: name,
-                            OCI_REF_NAME: name.rsplit(":", 1)[1],
-                        },
-                    }
-                )
-                docker.append(
-                    {
-                        "Config": _member(manifest.config.digest),
-                        "RepoTags": [name],
-                        "Layers": [_member(layer.digest) for layer in manifest.layers],
-                    }
-                )
-                size = manifest.config.size + sum(layer.size for layer in manifest.layers)
-                images.append(ExportedImage(name, digest, picked, len(manifest.layers), size))
-            doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": index}
-            _add_bytes(tar, "index.json", json.dumps(doc, separators=(",", ":")).encode())
-            _add_bytes(tar, "manifest.json", json.dumps(docker, separators=(",", ":")).encode())
+            total = _write_tar(tar, reader, chosen, written, images)
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return ExportResult(str(output), tuple(images), len(written), total)
+
+
+def _write_tar(
+    tar: tarfile.TarFile,
+    reader: V2Reader,
+    chosen: list[tuple[str, bytes, ImageManifest, str | None]],
+    written: set[str],
+    images: list[ExportedImage],
+) -> int:
+    """The layout, blobs once each, then index.json and manifest.json; returns the bytes."""
+    total = 0
+    _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    index, docker = [], []
+    for name, raw, manifest, picked in chosen:
+        digest = digest_of(raw)
+        for blob in (manifest.config, *manifest.layers):
+            if blob.digest not in written:
+                total += _add_blob(tar, reader, blob.digest)
+                written.add(blob.digest)
+        if digest not in written:
+            _add_bytes(tar, _member(digest), raw)
+            written.add(digest)
+            total += len(raw)
+        index.append(
+            {
+                "mediaType": manifest.media_type,
+                "digest": digest,
+                "size": len(raw),
+                "annotations": {
+                    CONTAINERD_NAME: name,
+                    OCI_REF_NAME: name.rsplit(":", 1)[1],
+                },
+            }
+        )
+        docker.append(
+            {
+                "Config": _member(manifest.config.digest),
+                "RepoTags": [name],
+                "Layers": [_member(layer.digest) for layer in manifest.layers],
+            }
+        )
+        size = manifest.config.size + sum(layer.size for layer in manifest.layers)
+        images.append(ExportedImage(name, digest, picked, len(manifest.layers), size))
+    doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": index}
+    _add_bytes(tar, "index.json", json.dumps(doc, separators=(",", ":")).encode())
+    _add_bytes(tar, "manifest.json", json.dumps(docker, separators=(",", ":")).encode())
+    return total
 
 
 def _single_image(

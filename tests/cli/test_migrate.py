@@ -187,3 +187,39 @@ def test_a_migrate_failing_at_any_write_leaves_a_sound_storage(tmp_path):
         if result.exit_code == 0:
             break
     assert outcomes[-1] == 0 and outcomes.count(3) > 20, outcomes
+
+
+def test_moved_tags_show_in_the_plan_and_no_overwrite_keeps_them(v1_copy, tmp_path):
+    """Through a real process: a second migration (OCI this time) onto the same tags."""
+    dest = str(tmp_path / "v2")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200"}
+
+    def migrate(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "regtool", "migrate", "--from", str(v1_copy), "--to", dest]
+            + list(args),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
+
+    assert migrate("--yes").returncode == 0
+    plan = migrate("--oci", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    row = next(line for line in plan.stdout.splitlines() if line.startswith("library/centos:6.7"))
+    assert row.split()[1] == "centos:6.7"
+    assert row.endswith("tag exists (df09de921e25): replaced if it differs")
+    assert plan.stdout.rstrip().endswith("6 tag(s) exist (replaced)")
+    kept = migrate("--oci", "--yes", "--no-overwrite")
+    assert kept.returncode == 1
+    assert "kept centos:6.7 at df09de921e25 (not moved to " in kept.stdout
+    assert kept.stderr.startswith("warning: --no-overwrite kept 6 tag(s) naming another image: ")
+    moved = migrate("--oci", "--yes", "-f", "json")
+    assert moved.returncode == 0, moved.stderr
+    tags = {
+        t["tag"]: t for t in json.loads(moved.stdout)["migrated"] if t["repository"] == "centos"
+    }
+    assert tags["6.7"]["status"] == "replaced"
+    assert tags["6.7"]["previous"].startswith("sha256:df09de921e25")

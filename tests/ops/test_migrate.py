@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
@@ -307,3 +308,46 @@ def test_hostile_v1_chains_are_skipped_and_the_rest_migrates(tmp_path):
     assert all("is a symlink" in problem for problem in problems.values()), problems
     assert sha(secret)[7:] not in {p.parent.name for p in dest.rglob("data")}
     assert snapshot(outside) == before
+
+
+def layer_blobs(root: Path) -> set[str]:
+    return {p.name for p in (root / "docker/registry/v2/blobs/sha256").glob("*/*")}
+
+
+def test_layers_already_stored_under_another_compression_are_reused(v1_copy, tmp_path):
+    """A v1 tree whose layers are plain tars (the same content as the gzip layers already
+    migrated): nothing recompressed is stored again, the stored gzip blobs are linked."""
+    dest = tmp_path / "v2"
+    apply_migration(plan_migration(v1_copy, dest))
+    plain = Path(shutil.copytree(v1_copy, tmp_path / "plain", symlinks=True))
+    for layer in (plain / "images").glob("*/layer"):
+        data = layer.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            layer.write_bytes(gzip.decompress(data))
+    before = layer_blobs(dest)
+    result = apply_migration(plan_migration(plain, dest, keep_library=True))
+    assert result.layers_reused == 14  # every distinct v1 image of the fixture
+    new = layer_blobs(dest) - before  # configs are the same; only manifests may differ
+    for digest in new:
+        doc = json.loads(blob(dest, f"sha256:{digest}"))
+        assert doc.get("schemaVersion") == 2 and "layers" in doc, "a layer was stored again"
+    _, manifest = tag_manifest(dest, "library/centos", "httpd")
+    _, original = tag_manifest(dest, "centos", "httpd")
+    assert manifest["layers"] == original["layers"]
+    assert regtool_verify(dest)["problems"] == []
+
+
+def test_a_moved_tag_is_reported_replaced_and_no_overwrite_keeps_it(v1_copy, tmp_path):
+    dest = tmp_path / "v2"
+    first = apply_migration(plan_migration(v1_copy, dest))
+    before = {(t.repository, t.tag): t.manifest for t in first.migrated}
+    plan = plan_migration(v1_copy, dest, oci=True)
+    assert {(c.repository, c.tag): c.existing for c in plan.ready} == before
+    kept = apply_migration(plan, overwrite=False)
+    assert {t.status for t in kept.migrated} == {"kept"}
+    assert {(t.repository, t.tag): t.previous for t in kept.kept} == before
+    assert tag_manifest(dest, "centos", "6.7")[0] == before[("centos", "6.7")]
+    moved = apply_migration(plan)
+    assert {t.status for t in moved.migrated} == {"replaced"}
+    assert {(t.repository, t.tag): t.previous for t in moved.migrated} == before
+    assert tag_manifest(dest, "centos", "6.7")[1]["mediaType"].startswith("application/vnd.oci")

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,12 @@ from typer.testing import CliRunner
 
 from regtool.cli.app import app
 from tests.ops.test_tarball import legacy_save_tar, oci_layout_tar
+from tests.support.bombs import REPO_ROOT
 from tests.support.clients import skopeo_copy_all
 from tests.support.ocitar import gzip_layer, oci_tar_of
 from tests.support.refregistry import reference_registry
 from tests.support.rgw import new_bucket, s3_client, s3load
-from tests.support.v1tree import V1_FIXTURE
+from tests.support.v1tree import V1_FIXTURE, V2_FIXTURE
 
 PREFIX = "/registry"
 CHUNK = 5 * 1024 * 1024  # the smallest part: a 6 MB layer goes up as a multipart upload
@@ -188,3 +192,48 @@ def test_migrate_refuses_a_bucket_holding_a_v1_tree(rgw: Any, tmp_path: Path) ->
     code, out = regtool("import", str(tarballs(tmp_path)[2][0]), "--config", str(config))
     assert code == 2 and "holds a v1 tree" in out, out
     assert objects(rgw, bucket) == before
+
+
+def test_a_tarball_piped_into_a_bucket_is_imported_and_moved_tags_reported(
+    rgw: Any, tmp_path: Path
+) -> None:
+    """`regtool export ... -o - | regtool import - --config s3.yml`, two real processes."""
+    bucket, config = empty_bucket(rgw, tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    regtool_cmd = [sys.executable, "-m", "regtool"]
+
+    def piped(*import_args: str) -> tuple[int, str, str]:
+        export = subprocess.Popen(
+            [*regtool_cmd, "export", "centos:httpd", "-o", "-", "--root", str(V2_FIXTURE)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        done = subprocess.run(
+            [*regtool_cmd, "import", "-", "--config", str(config), "-f", "json", *import_args],
+            stdin=export.stdout,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
+        assert export.stdout is not None
+        export.stdout.close()
+        assert export.wait(60) == 0
+        return done.returncode, done.stdout, done.stderr
+
+    code, out, err = piped()
+    assert code == 0, err
+    assert json.loads(out)["images"][0]["status"] == "written"
+    assert [(r["repository"], r["tag"]) for r in ls_json("--config", str(config))] == [
+        ("centos", "httpd")
+    ]
+    code, out, err = piped("--tag", "centos:httpd2")
+    assert code == 0 and json.loads(out)["blobs_written"] == 0, err
+    bigger = ls_json("--config", str(config))
+    assert {r["tag"]: r["exclusive"] for r in bigger} == {"httpd": 0, "httpd2": 0}
+    before = objects(rgw, bucket)
+    code, out, err = piped("--tag", "centos:httpd2", "--no-overwrite")
+    assert code == 0 and json.loads(out)["images"][0]["status"] == "present", err
+    assert objects(rgw, bucket) == before  # no upload session or chunk left behind

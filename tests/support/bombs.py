@@ -67,17 +67,26 @@ runpy.run_module("regtool", run_name="__main__", alter_sys=True)
 """
 
 
-def run_regtool_measured(*args: str, timeout: float = 600) -> Measured:
-    """`python -m regtool ARGS` in a subprocess, and its own peak RSS (VmHWM at exit)."""
+def run_regtool_measured(*args: str, timeout: float = 600, stdin: Path | None = None) -> Measured:
+    """`python -m regtool ARGS` in a subprocess, and its own peak RSS (VmHWM at exit).
+
+    `stdin`: a file fed through a real pipe (`cat FILE | regtool ...`), so nothing can seek."""
     with tempfile.TemporaryDirectory() as scratch:
         peak = Path(scratch) / "peak"
+        feeder = None
+        if stdin is not None:
+            feeder = subprocess.Popen(["cat", str(stdin)], stdout=subprocess.PIPE)
         done = subprocess.run(
             [sys.executable, "-c", _MEASURE, str(peak), *args],
-            stdin=subprocess.DEVNULL,
+            stdin=feeder.stdout if feeder is not None else subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         )
+        if feeder is not None:
+            assert feeder.stdout is not None
+            feeder.stdout.close()
+            feeder.wait(timeout)
         kib = int(peak.read_text()) if peak.exists() else 0
     return Measured(done.returncode, done.stdout, done.stderr, kib * 1024)

@@ -12,6 +12,7 @@ from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
 from regtool.ops.inventory import short_name
 from regtool.ops.ls import RepositoryRow, TagRow, list_repositories, list_tags
+from regtool.ops.resolve import check_pattern
 
 
 @friendly_errors
@@ -27,13 +28,15 @@ def ls(
     """List every tag with its size and the part of it no other tag needs.
 
     SIZE counts the distinct blobs a tag needs (config and layers, every platform of an
-    index); EXCLUSIVE is what removing only that tag would free once gc runs.
+    index); EXCLUSIVE is what removing only that tag would free once gc runs. A PATTERN
+    that matches no repository exits 1 (with up to 3 close names).
 
     Example:
 
         regtool ls --root /var/lib/registry 'centos*'
     """
     reader = reader_for(root, config)
+    pattern = check_pattern(reader, pattern)  # exit 1 when it matches no repository
     if repos:
         repo_rows = list_repositories(reader, pattern)
         _warn(repo_rows)

@@ -41,6 +41,13 @@ def migrate(
         bool, typer.Option("--dry-run", help="Print the plan and write nothing.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    no_overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--no-overwrite",
+            help="Leave a tag that names another image as it is (exit 1, naming it).",
+        ),
+    ] = False,
     root: RootOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
@@ -55,7 +62,10 @@ def migrate(
     Exit 1 when a chain had to be skipped (missing parent or layer, corrupt layer, a
     parent that is no image id, a symlink or non-file where a v1 file should be: symlinks
     in the v1 tree are never followed). Exit 3 when the destination fills up: no tag is
-    written then, and a re-run after freeing space finishes.
+    written then, and a re-run after freeing space finishes. A destination tag that names
+    another image is moved and reported `replaced` with the digest it had (the plan shows
+    the tags that exist); --no-overwrite leaves it (`kept`), writes the rest and exits 1.
+    A layer the destination already holds (same uncompressed content) is reused.
 
     Example:
 
@@ -64,7 +74,7 @@ def migrate(
     destination, bucket = (to, None) if to is not None else choose_target(root, config)
     plan = plan_migration(source, destination, config=bucket, oci=oci, keep_library=keep_library)
     if dry_run or not yes:
-        out.emit(plan, fmt, lambda: _plan_table(plan))
+        out.emit(plan, fmt, lambda: _plan_table(plan, no_overwrite))
     if not plan.ready:
         if not dry_run:
             out.note("nothing to migrate")
@@ -73,11 +83,14 @@ def migrate(
     if not confirm(question, dry_run=dry_run, yes=yes):
         raise typer.Exit(int(ExitCode.PROBLEMS) if plan.skipped else 0)
     with _progress(plan.layer_bytes) as advance:
-        result = apply_migration(plan, progress=advance)
+        result = apply_migration(plan, progress=advance, overwrite=not no_overwrite)
     for skipped in result.skipped:
         out.warn(f"skipped {skipped.source}: {skipped.problem}")
     out.emit(result, fmt, lambda: _result_table(result))
-    if result.skipped:
+    if result.kept:
+        names = ", ".join(f"{tag.repository}:{tag.tag}" for tag in result.kept)
+        out.warn(f"--no-overwrite kept {len(result.kept)} tag(s) naming another image: {names}")
+    if result.skipped or result.kept:
         raise typer.Exit(int(ExitCode.PROBLEMS))
 
 
@@ -101,12 +114,22 @@ def _progress(total: int) -> Iterator[Callable[[int], None] | None]:
         yield lambda size: bar.advance(task, size)
 
 
-def _plan_table(plan: MigrationPlan) -> str:
+def _plan_table(plan: MigrationPlan, no_overwrite: bool = False) -> str:
     rows = []
     for chain in plan.chains:
         note = chain.problem and f"SKIPPED: {chain.problem}"
-        if not note and chain.recompress:
-            note = f"{len(chain.recompress)} layer(s) recompressed to gzip"
+        if not note:
+            notes = []
+            if chain.existing is not None:
+                now = out.short_id(chain.existing)
+                notes.append(
+                    f"tag exists ({now}): kept"
+                    if no_overwrite
+                    else f"tag exists ({now}): replaced if it differs"
+                )
+            if chain.recompress:
+                notes.append(f"{len(chain.recompress)} layer(s) recompressed to gzip")
+            note = "; ".join(notes)
         rows.append(
             [
                 chain.source,
@@ -126,6 +149,9 @@ def _plan_table(plan: MigrationPlan) -> str:
         total += f", {len(plan.recompress)} recompressed to gzip"
     if plan.skipped:
         total += f"; {len(plan.skipped)} skipped"
+    existing = sum(1 for c in plan.ready if c.existing is not None)
+    if existing:
+        total += f"; {existing} tag(s) exist " + ("(kept)" if no_overwrite else "(replaced)")
     return f"{table}\n{total}"
 
 
@@ -139,4 +165,17 @@ def _result_table(result: MigrationResult) -> str:
             f"{result.seconds:.1f}",
         ]
     ]
-    return out.grid(rows, ["REPOSITORIES", "TAGS", "BLOBS", "BYTES", "SECONDS"])
+    table = out.grid(rows, ["REPOSITORIES", "TAGS", "BLOBS", "BYTES", "SECONDS"])
+    lines = [table]
+    if result.layers_reused:
+        lines.append(f"{result.layers_reused} layer(s) already stored (same content), reused")
+    for tag in result.migrated:
+        if tag.previous is not None:
+            lines.append(
+                f"{tag.status} {tag.repository}:{tag.tag} (was {out.short_id(tag.previous)}, "
+                f"now {out.short_id(tag.manifest)})"
+                if tag.status == "replaced"
+                else f"kept {tag.repository}:{tag.tag} at {out.short_id(tag.previous)} "
+                f"(not moved to {out.short_id(tag.manifest)})"
+            )
+    return "\n".join(lines)
