@@ -33,8 +33,8 @@ def test_every_command_help_has_an_example(run, command):
     assert result.exit_code == 0 and "Example:" in result.stdout
 
 
-def test_ls_json_contract(run, v2_root):
-    result = run("ls", "--root", str(v2_root), "--format", "json")
+def test_ls_json_contract(run, v2_root, place_of):
+    result = run("ls", *place_of(v2_root).args, "--format", "json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     required = {
@@ -69,8 +69,8 @@ def test_ls_table_shows_library_names_short_and_human_sizes(run, v1_root):
     assert "library/" not in result.stdout and "KiB" in result.stdout
 
 
-def test_ls_repos_table(run, v2_root):
-    result = run("ls", "--repos", "--root", str(v2_root), "-f", "json")
+def test_ls_repos_table(run, v2_root, place_of):
+    result = run("ls", "--repos", *place_of(v2_root).args, "-f", "json")
     repos = {row["repository"]: row for row in json.loads(result.stdout)}
     assert repos["centos"]["tags"] == 2
     assert repos["centos"]["size"] == repos["centos"]["exclusive"] + repos["centos"]["shared"]
@@ -111,11 +111,11 @@ def test_config_with_another_driver_is_a_usage_error(run, tmp_path):
     assert result.exit_code == 2 and "s3" in result.stderr
 
 
-def test_warnings_go_to_stderr_and_rows_are_marked(run, v2_root):
+def test_warnings_go_to_stderr_and_rows_are_marked(run, v2_root, place_of):
     from regtool.layout.v2 import paths
 
     (v2_root / paths.tag_current_link("sshd", "latest")).write_bytes(b"")
-    result = run("ls", "--root", str(v2_root))
+    result = run("ls", *place_of(v2_root).args)
     assert result.exit_code == 0
     assert "warning: " in result.stderr and "empty digest" in result.stderr
     assert any(line.startswith("! sshd") for line in result.stdout.splitlines())
@@ -133,8 +133,8 @@ def test_layers_json_contract(run, v1_root):
     assert "library/centos:6.7" in doc["layers"][0]["shared_with"]
 
 
-def test_layers_table_names_sharers(run, v2_root):
-    result = run("layers", "centos:httpd", "--root", str(v2_root))
+def test_layers_table_names_sharers(run, v2_root, place_of):
+    result = run("layers", "centos:httpd", *place_of(v2_root).args)
     assert result.exit_code == 0
     first = result.stdout.splitlines()[3]
     assert "centos:6.7" in first and "sshd:latest" in first

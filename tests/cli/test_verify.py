@@ -37,8 +37,10 @@ def _busybox_layer(expected: dict) -> str:
     return expected["manifests"]["busybox:latest"]["layers"][0]
 
 
-def test_verify_clean_v2_exits_0_with_json_counts(run, v2_root: Path, v2_expected: dict) -> None:
-    result = run("--root", str(v2_root), "--format", "json", "--jobs", "2")
+def test_verify_clean_v2_exits_0_with_json_counts(
+    run, v2_root: Path, v2_expected: dict, place_of
+) -> None:
+    result = run(*place_of(v2_root).args, "--format", "json", "--jobs", "2")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert list(doc) == ["checked", "problems"]
@@ -50,11 +52,13 @@ def test_verify_clean_v2_exits_0_with_json_counts(run, v2_root: Path, v2_expecte
     assert doc["checked"]["bytes"] > 0
 
 
-def test_verify_corrupt_blob_exits_1_with_finding(run, v2_root: Path, v2_expected: dict) -> None:
+def test_verify_corrupt_blob_exits_1_with_finding(
+    run, v2_root: Path, v2_expected: dict, place_of
+) -> None:
     layer = _busybox_layer(v2_expected)
     data = v2_root / v2paths.blob_data(layer)
     data.write_bytes(data.read_bytes()[:-1])
-    result = run("--root", str(v2_root), "-f", "json")
+    result = run(*place_of(v2_root).args, "-f", "json")
     assert result.exit_code == 1
     problems = json.loads(result.stdout)["problems"]
     assert [list(p) for p in problems] == [FINDING_FIELDS]
@@ -64,12 +68,12 @@ def test_verify_corrupt_blob_exits_1_with_finding(run, v2_root: Path, v2_expecte
     assert problems[0]["hint"]
 
 
-def test_verify_quick_skips_hashing(run, v2_root: Path, v2_expected: dict) -> None:
+def test_verify_quick_skips_hashing(run, v2_root: Path, v2_expected: dict, place_of) -> None:
     data = v2_root / v2paths.blob_data(_busybox_layer(v2_expected))
     content = bytearray(data.read_bytes())
     content[0] ^= 1
     data.write_bytes(bytes(content))
-    result = run("--root", str(v2_root), "--quick", "-f", "yaml")
+    result = run(*place_of(v2_root).args, "--quick", "-f", "yaml")
     assert result.exit_code == 0, result.output
     doc = yaml.safe_load(result.stdout)
     assert doc["problems"] == [] and doc["checked"]["bytes"] == 0
@@ -96,8 +100,8 @@ def test_verify_v1_error_exits_1_in_table(run, v1_root: Path, v1_expected: dict)
     assert "1 error, 1 warning" in result.stdout.splitlines()[0]
 
 
-def test_verify_clean_table_is_one_summary_line(run, v2_root: Path) -> None:
-    result = run("--root", str(v2_root))
+def test_verify_clean_table_is_one_summary_line(run, v2_root: Path, place_of) -> None:
+    result = run(*place_of(v2_root).args)
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
         "checked 38 blobs, 11 manifests, 68 links, 7 tags, 6 repos (44.0 KiB re-hashed): "
