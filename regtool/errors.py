@@ -4,6 +4,7 @@ RegtoolError                    message (one line) + optional hint
 ├── UsageError                  the arguments do not make sense          (exit 2)
 │   ├── BadReferenceError       a REF that does not parse
 │   └── UnknownReferenceError   a REF that names nothing in the storage
+├── NoMatchError                a pattern that matches nothing             (exit 1)
 └── OperationalError            the environment stopped us               (exit 3)
     ├── RootError               root missing or not a registry storage
     ├── UnreadableError         a file we must read cannot be read
@@ -32,6 +33,10 @@ class BadReferenceError(UsageError):
 
 class UnknownReferenceError(UsageError):
     """A well-formed reference that names nothing in this storage."""
+
+
+class NoMatchError(RegtoolError):
+    """A pattern (a glob over tags) that matches nothing: nothing was done."""
 
 
 class OperationalError(RegtoolError):

@@ -11,7 +11,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from regtool.errors import OperationalError, RegtoolError, UsageError
+from regtool.errors import NoMatchError, OperationalError, RegtoolError, UsageError
 from regtool.storage.driver import StorageError
 
 
@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
 # (exception type, exit code), first match wins
 ERRORS: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (UsageError, ExitCode.USAGE),
+    (NoMatchError, ExitCode.PROBLEMS),
     (OperationalError, ExitCode.OPERATIONAL),
     (RegtoolError, ExitCode.OPERATIONAL),
     (StorageError, ExitCode.OPERATIONAL),
