@@ -11,7 +11,13 @@ from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
 from regtool.ops.inventory import short_name
-from regtool.ops.ls import RepositoryRow, TagRow, list_repositories, list_tags
+from regtool.ops.ls import (
+    RepositoryRow,
+    TagRow,
+    Totals,
+    list_repositories_with_totals,
+    list_tags_with_totals,
+)
 
 
 @friendly_errors
@@ -27,7 +33,8 @@ def ls(
     """List every tag with its size and the part of it no other tag needs.
 
     SIZE counts the distinct blobs a tag needs (config and layers, every platform of an
-    index); EXCLUSIVE is what removing only that tag would free once gc runs.
+    index); EXCLUSIVE is what removing only that tag would free once gc runs. The table ends
+    with the totals: all listed tags' blobs counted once, the shared and exclusive parts.
 
     Example:
 
@@ -35,13 +42,13 @@ def ls(
     """
     reader = reader_for(root, config)
     if repos:
-        repo_rows = list_repositories(reader, pattern)
+        repo_rows, totals = list_repositories_with_totals(reader, pattern)
         _warn(repo_rows)
-        out.emit(repo_rows, fmt, lambda: _repo_table(repo_rows))
+        out.emit(repo_rows, fmt, lambda: _repo_table(repo_rows) + _totals(totals))
     else:
-        rows = list_tags(reader, pattern)
+        rows, totals = list_tags_with_totals(reader, pattern)
         _warn(rows)
-        out.emit(rows, fmt, lambda: _tag_table(rows))
+        out.emit(rows, fmt, lambda: _tag_table(rows) + _totals(totals))
     for issue in reader.foreign_objects():
         out.warn(f"{issue}: not followed, nothing below it listed")
 
@@ -86,3 +93,10 @@ def _repo_table(rows: tuple[RepositoryRow, ...]) -> str:
         for row in sorted(rows, key=lambda r: short_name(r.repository))
     ]
     return out.grid(body, ["REPOSITORY", "TAGS", "SIZE", "EXCLUSIVE", "SHARED"])
+
+
+def _totals(totals: Totals) -> str:
+    return (
+        f"\ntotal {out.human_size(totals.size)} in {totals.blobs} blobs: "
+        f"{out.human_size(totals.shared)} shared, {out.human_size(totals.exclusive)} exclusive"
+    )
