@@ -93,6 +93,14 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "_DNS_LABEL": ("fullmatch", near_misses("a", "-") + near_misses("-", "-"))
     },
     "regtool.ops.verify_v2": {"_HEX": ("fullmatch", near_misses("a"))},
+    "regtool.layout.journal": {
+        "_NAME": (
+            "fullmatch",
+            near_misses("1", "Z-rm.json")
+            + ["20260101T000000000000Z-" + m for m in near_misses("a", ".jso")],
+        ),
+        "_COMMAND": ("fullmatch", near_misses("a", "A")),
+    },
     "regtool.layout.v2.paths": {
         "TEMP_FILE": ("fullmatch", ["data." + m for m in near_misses("a-", ".tm")]),
         "_UPLOAD_ID": ("fullmatch", near_misses("0") + near_misses("0-")),

@@ -50,8 +50,8 @@ def rm(
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Remove tags from the storage, and the manifests they leave unneeded; gc then frees
-    exactly the EXCLUSIVE bytes `ls` shows for them.
+    """Remove tags from the storage, and the manifests they leave unneeded, so that a plain
+    gc frees the EXCLUSIVE bytes `ls` shows for them (and the manifests themselves).
 
     A manifest goes too (its revision link) when no remaining tag, no kept index (at any
     depth) and no untagged manifest left in place needs it; index children and artifacts
