@@ -24,7 +24,8 @@ class RegtoolError(Exception):
 
 
 class NoMatchError(RegtoolError):
-    """A pattern (a glob over names) that matches nothing stored."""
+    """A pattern (a glob over repository or tag names) that matches nothing stored:
+    nothing was done."""
 
 
 class UsageError(RegtoolError):

@@ -60,10 +60,6 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
         ),
         "_V1_ID": ("fullmatch", near_misses("a")),
     },
-    "regtool.layout.journal": {
-        "_NAME": ("fullmatch", near_misses("1") + near_misses("1", "Z-") + near_misses("a")),
-        "_COMMAND": ("fullmatch", near_misses("a") + near_misses("a", "-")),
-    },
     "regtool.model.duration": {
         "_NUMBER": ("fullmatch", near_misses("1", "x") + near_misses("1.", "x")),
         # applied only to text `_DURATIONS` accepted (alone, findall retries every position)
@@ -101,6 +97,14 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
         "_DNS_LABEL": ("fullmatch", near_misses("a", "-") + near_misses("-", "-"))
     },
     "regtool.ops.verify_v2": {"_HEX": ("fullmatch", near_misses("a"))},
+    "regtool.layout.journal": {
+        "_NAME": (
+            "fullmatch",
+            near_misses("1", "Z-rm.json")
+            + ["20260101T000000000000Z-" + m for m in near_misses("a", ".jso")],
+        ),
+        "_COMMAND": ("fullmatch", near_misses("a", "A")),
+    },
     "regtool.layout.v2.paths": {
         "TEMP_FILE": ("fullmatch", ["data." + m for m in near_misses("a-", ".tm")]),
         "_UPLOAD_ID": ("fullmatch", near_misses("0") + near_misses("0-")),

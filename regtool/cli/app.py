@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "verify_command"),
     "rm": ("rm", "rm"),
     "gc": ("gc", "gc"),
+    "restore": ("restore", "restore_command"),
     "serve": ("serve", "serve"),
     "htpasswd": ("htpasswd", "htpasswd"),
     "migrate": ("migrate", "migrate"),

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = Path("registry")
 _V2_PARTS = tuple(v2paths.V2.split("/"))
+# regtool's own files at the storage root (the undo journal's folder, the writers' lock):
+# a root or bucket holding only these is empty
+BOOKKEEPING = frozenset({".regtool", ".regtool.lock"})
 # storage.* sections that configure the registry, not name its driver
 NOT_DRIVERS = frozenset({"cache", "delete", "maintenance", "redirect", "tag"})
 
@@ -121,12 +124,17 @@ def locate(root: Path) -> tuple[Path, Layout | None]:
         return root, "v2"
     if (root / v1paths.IMAGES).is_dir() or (root / v1paths.REPOSITORIES).is_dir():
         return root, "v1"
-    if (root / "docker").is_dir() or not any(root.iterdir()):
+    if (root / "docker").is_dir() or holds_nothing(root):
         return root, None
     raise RootError(
         f"{root} holds no registry storage (no docker/registry/v2, images/ or repositories/)",
         hint="point --root at distribution's rootdirectory or a v1 storage_path",
     )
+
+
+def holds_nothing(root: Path) -> bool:
+    """Whether a folder holds nothing but regtool's own BOOKKEEPING (or nothing at all)."""
+    return all(entry.name in BOOKKEEPING for entry in root.iterdir())
 
 
 def locate_keys(driver: StorageDriver) -> Layout | None:
@@ -137,7 +145,7 @@ def locate_keys(driver: StorageDriver) -> Layout | None:
         return "v2"
     if v1paths.IMAGES in top or v1paths.REPOSITORIES in top:
         return "v1"
-    if not top - {"docker"}:
+    if not top - {"docker"} - BOOKKEEPING:
         return None
     raise RootError(
         "the bucket holds no registry storage below its rootdirectory (no docker/registry/v2, "

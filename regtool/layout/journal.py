@@ -9,7 +9,10 @@ One JSON document per run, `.regtool/journal/<time>-<command>.json` below the st
                  {"repository": "app", "tag": null, "digest": "sha256:..."}]}
 
 An entry with a tag is a removed tag and the digest it pointed at (v1: the image id); one
-without is a removed manifest (its revision link). `restore` re-creates them.
+without is a removed manifest (its revision link). `restore` re-creates them. A v1 tag's
+entry also keeps the text of the metadata files removed with it, `"tag_json"`
+(`tag<t>_json`) and `"repository_json"` (the repository's `json`, removed with `latest`),
+when they existed: keys present only then.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class Removed:
     repository: str
     tag: str | None  # None: a manifest (revision link) removed, not a tag
     digest: str | None  # the manifest the tag pointed at (v1: the image id); None if broken
+    tag_json: str | None = None  # v1: the removed `tag<t>_json`, as text
+    repository_json: str | None = None  # v1: the removed repository `json` (tag latest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +81,7 @@ def record(
         "command": journal.command,
         "time": journal.time,
         "layout": journal.layout,
-        "removed": [
-            {"repository": r.repository, "tag": r.tag, "digest": r.digest} for r in removed
-        ],
+        "removed": [_entry(r) for r in removed],
     }
     driver.put(path_of(name), json.dumps(doc, indent=1).encode() + b"\n")
     return journal
@@ -116,7 +119,13 @@ def read(driver: StorageDriver, name: str) -> Journal:
         if doc.get("version") != VERSION:
             raise ValueError(f"version {doc.get('version')!r}")
         removed = tuple(
-            Removed(_text(e["repository"]), _optional(e["tag"]), _optional(e["digest"]))
+            Removed(
+                _text(e["repository"]),
+                _optional(e["tag"]),
+                _optional(e["digest"]),
+                _optional(e.get("tag_json")),
+                _optional(e.get("repository_json")),
+            )
             for e in doc["removed"]
         )
         return Journal(
@@ -124,6 +133,15 @@ def read(driver: StorageDriver, name: str) -> Journal:
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"journal {name} is damaged: {exc}") from None
+
+
+def _entry(removed: Removed) -> dict[str, str | None]:
+    entry = {"repository": removed.repository, "tag": removed.tag, "digest": removed.digest}
+    if removed.tag_json is not None:
+        entry["tag_json"] = removed.tag_json
+    if removed.repository_json is not None:
+        entry["repository_json"] = removed.repository_json
+    return entry
 
 
 def _text(value: object) -> str:

@@ -6,6 +6,7 @@ and the rest run unchanged on a distribution v2 tree and on a legacy v1 tree.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -138,6 +139,14 @@ class RegistryReader(Protocol):
     def prefetch(self) -> None:
         """Called before a scan resolves every tag: fetch ahead in bulk what it will read,
         where the storage makes that pay (an object store); otherwise nothing."""
+        ...
+
+    def windows(
+        self, *, configs: bool = False
+    ) -> Iterator[tuple[list[Repository], RegistryReader]] | None:
+        """On an object store: the repositories a window at a time, each with a reader
+        holding just their objects (and with `configs`, their images' configs), so a scan
+        of everything never holds the whole listing. None where it would not pay."""
         ...
 
     def has_manifest(self, repository: str, digest: str) -> bool:

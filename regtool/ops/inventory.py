@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -140,6 +141,25 @@ def _parallel_scan(reader: RegistryReader, names: list[str], workers: int) -> Sc
     return tags, needs
 
 
+def _streamed_scan(
+    windows: Iterator[tuple[list[Repository], RegistryReader]],
+) -> tuple[tuple[Repository, ...], list[tuple[str, str, str | None, Issue | None]], dict]:
+    """Each window's repositories scanned with the window's own reader, in name order at
+    the end (windows come in key order: `a/0b` lists before `a`)."""
+    repositories: list[Repository] = []
+    scanned: list[tuple[str, str, str | None, Issue | None]] = []
+    needs: dict[str, Needs] = {}
+    for repos, reader in windows:
+        repositories.extend(repos)
+        tags, found = _scan(reader, [repo.name for repo in repos])
+        scanned.extend(tags)
+        for digest, need in found.items():
+            needs.setdefault(digest, need)
+    repositories.sort(key=lambda repo: repo.name)
+    scanned.sort(key=lambda row: row[0])  # stable: tags keep their order in a repository
+    return tuple(repositories), scanned, needs
+
+
 def _workers(repositories: int, reader: RegistryReader) -> int:
     if repositories < PARALLEL_MIN_REPOSITORIES or not hasattr(os, "fork"):
         return 1
@@ -150,14 +170,18 @@ def _workers(repositories: int, reader: RegistryReader) -> int:
 
 def take_inventory(reader: RegistryReader) -> Inventory:
     """Resolve every tag of every repository (each manifest digest once)."""
-    repositories = tuple(reader.repositories())
-    names = [repo.name for repo in repositories]
-    reader.prefetch()
-    workers = _workers(len(names), reader)
-    if workers > 1:
-        scanned, needs = _parallel_scan(reader, names, workers)
+    streamed = reader.windows(configs=True)
+    if streamed is not None:  # an object store: a window of repositories at a time
+        repositories, scanned, needs = _streamed_scan(streamed)
     else:
-        scanned, needs = _scan(reader, names)
+        repositories = tuple(reader.repositories())
+        names = [repo.name for repo in repositories]
+        reader.prefetch()
+        workers = _workers(len(names), reader)
+        if workers > 1:
+            scanned, needs = _parallel_scan(reader, names, workers)
+        else:
+            scanned, needs = _scan(reader, names)
     tagged: list[TaggedImage] = []
     users: dict[str, list[int]] = {}
     for repository, tag, digest, issue in scanned:

@@ -32,6 +32,20 @@ class RepositoryRow:
     warnings: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The bytes of all the listed tags' blobs, each blob counted once: `exclusive` is the
+    part one tag (with --repos: one repository) alone needs, `shared` the rest."""
+
+    blobs: int
+    size: int
+    exclusive: int
+
+    @property
+    def shared(self) -> int:
+        return self.size - self.exclusive
+
+
 def list_tags(reader: RegistryReader, pattern: str | None = None) -> tuple[TagRow, ...]:
     """One row per tag of the repositories matching `pattern`, sorted by repository and tag.
 
@@ -40,6 +54,19 @@ def list_tags(reader: RegistryReader, pattern: str | None = None) -> tuple[TagRo
     """
     inventory = take_inventory(reader)
     return tag_rows(inventory, pattern)
+
+
+def list_tags_with_totals(
+    reader: RegistryReader, pattern: str | None = None
+) -> tuple[tuple[TagRow, ...], Totals]:
+    """list_tags, and the totals over the tags it lists."""
+    inventory = take_inventory(reader)
+    rows = tag_rows(inventory, pattern)
+    blobs: dict[str, int] = {}
+    for tagged in inventory.tags:
+        if matches(tagged.repository, pattern):
+            blobs.update(tagged.blobs)
+    return rows, Totals(len(blobs), sum(blobs.values()), sum(row.exclusive for row in rows))
 
 
 def tag_rows(inventory: Inventory, pattern: str | None = None) -> tuple[TagRow, ...]:
@@ -73,6 +100,13 @@ def list_repositories(
 ) -> tuple[RepositoryRow, ...]:
     """One row per repository (empty ones too): size of all its tags' distinct blobs,
     exclusive = needed by no other repository, shared = the rest."""
+    return list_repositories_with_totals(reader, pattern)[0]
+
+
+def list_repositories_with_totals(
+    reader: RegistryReader, pattern: str | None = None
+) -> tuple[tuple[RepositoryRow, ...], Totals]:
+    """list_repositories, and the totals over the repositories it lists."""
     inventory = take_inventory(reader)
     owners: dict[str, set[str]] = {}
     needs: dict[str, dict[str, int]] = {}
@@ -84,9 +118,11 @@ def list_repositories(
         for blob in blobs:
             owners.setdefault(blob, set()).add(tagged.repository)
     rows = []
+    listed: dict[str, int] = {}
     for repo in inventory.repositories:
         if not matches(repo.name, pattern):
             continue
+        listed.update(needs.get(repo.name, {}))
         tags = by_repo.get(repo.name, [])
         blobs = needs.get(repo.name, {})
         size = sum(blobs.values())
@@ -96,4 +132,5 @@ def list_repositories(
         rows.append(
             RepositoryRow(repo.name, len(tags), size, exclusive, size - exclusive, tuple(warnings))
         )
-    return tuple(rows)
+    exclusive_total = sum(row.exclusive for row in rows)
+    return tuple(rows), Totals(len(listed), sum(listed.values()), exclusive_total)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from regtool.layout.detect import holds_nothing
 from regtool.layout.store import open_storage
 from regtool.layout.v2 import paths
 from regtool.server.auth import LoginThrottle
@@ -185,7 +186,7 @@ def open_context(root: Path | None, options: Options, config: Path | None = None
             raise ValueError("open_context needs a root or a config")
         store = open_storage(None, config, writable=not options.read_only, bulk=False)
         return Context(store, options)
-    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+    if not root.exists() or (root.is_dir() and holds_nothing(root)):
         if options.read_only:
             root.mkdir(parents=True, exist_ok=True)
         else:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from regtool import __version__
 from regtool.cli.app import COMMANDS, app, main
+from regtool.layout.detect import open_reader
 
 
 @pytest.fixture
@@ -172,3 +173,21 @@ def test_ls_beside_a_repository_loop_lists_every_real_tag_and_warns(run, v2_root
     tags = sorted((row["repository"], row["tag"]) for row in json.loads(result.stdout))
     assert tags == sorted((r, t) for r, ts in v2_expected["tags"].items() for t in ts)
     assert f"warning: {v2paths.repository('loop')}: a symbolic link to '..'" in result.stderr
+
+
+@pytest.mark.parametrize("repos", [False, True])
+def test_ls_table_ends_with_the_totals_and_json_stays_the_rows(run, v2_root, repos):
+    from regtool.cli.output import human_size
+    from regtool.ops.ls import list_repositories_with_totals, list_tags_with_totals
+
+    flags = ["--repos"] if repos else []
+    listing = list_repositories_with_totals if repos else list_tags_with_totals
+    rows, totals = listing(open_reader(v2_root))
+    table = run("ls", *flags, "--root", str(v2_root)).stdout.splitlines()
+    assert table[-1] == (
+        f"total {human_size(totals.size)} in {totals.blobs} blobs: "
+        f"{human_size(totals.shared)} shared, {human_size(totals.exclusive)} exclusive"
+    )
+    assert len(table) == len(rows) + 3
+    doc = json.loads(run("ls", *flags, "--root", str(v2_root), "-f", "json").stdout)
+    assert isinstance(doc, list) and len(doc) == len(rows)

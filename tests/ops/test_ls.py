@@ -251,3 +251,44 @@ def test_a_chain_of_thousands_of_nested_indexes_is_read_without_recursion(v2_roo
     put_link(v2_root, paths.tag_current_link("multi", "deep"), digest)
     rows = {(r.repository, r.tag): r for r in list_tags(open_reader(v2_root))}
     assert rows[("multi", "deep")].size == rows[("multi", "latest")].size > 0
+
+
+def _blob_users(reader, pattern=None, by_repository=False):
+    """Brute force: every blob any listed tag needs, its size and who needs it."""
+    from regtool.ops.inventory import matches
+
+    sizes: dict[str, int] = {}
+    users: dict[str, set[str]] = {}
+    for repo in reader.repositories():
+        for link in reader.tags(repo.name):
+            if link.digest is None:
+                continue
+            owner = repo.name if by_repository else f"{repo.name}:{link.tag}"
+            for blob, size in reader.resolve(repo.name, link.digest).blobs().items():
+                users.setdefault(blob, set()).add(owner)
+                if matches(repo.name, pattern):
+                    sizes[blob] = size
+    return sizes, users
+
+
+@pytest.mark.parametrize("pattern", [None, "centos*"])
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_ls_totals_count_each_blob_once_and_split_shared_from_exclusive(
+    v1_root, v2_root, layout, pattern
+):
+    from regtool.ops.ls import list_repositories_with_totals, list_tags_with_totals
+
+    reader = open_reader(v1_root if layout == "v1" else v2_root)
+    for by_repository, listing in (
+        (False, list_tags_with_totals),
+        (True, list_repositories_with_totals),
+    ):
+        _, totals = listing(reader, pattern)
+        sizes, users = _blob_users(reader, pattern, by_repository)
+        alone = sum(size for blob, size in sizes.items() if len(users[blob]) == 1)
+        assert (totals.blobs, totals.size, totals.exclusive) == (
+            len(sizes),
+            sum(sizes.values()),
+            alone,
+        )
+        assert 0 < totals.shared < totals.size

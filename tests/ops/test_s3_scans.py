@@ -79,8 +79,13 @@ def some_tags(tree: Path, count: int) -> list[str]:
     return [f"{r['repository']}:{r['tag']}" for r in rows[::step][:count]]
 
 
+@pytest.mark.parametrize("window", [1, bulk.WINDOW_KEYS], ids=["window-1", "window-default"])
 @pytest.mark.parametrize("args", [("ls",), ("ls", "--repos"), ("ls", "PATTERN")])
-def test_ls_prints_the_same_for_the_bucket(tree: Path, bucket_config: Path, args: tuple) -> None:
+def test_ls_prints_the_same_for_the_bucket(
+    tree: Path, bucket_config: Path, args: tuple, window: int, monkeypatch
+) -> None:
+    """ls streams a bucket a window of repositories at a time: the rows are the disk's."""
+    monkeypatch.setattr(bulk, "WINDOW_KEYS", window)
     if args[-1] == "PATTERN":  # the first repository's first letter: some rows, not all
         args = ("ls", some_tags(tree, 1)[0][0] + "*")
     local, remote = both(tree, bucket_config, *args)
@@ -258,6 +263,9 @@ def test_gc_and_verify_stream_nested_repositories_junk_and_uploads_as_on_a_disk(
     monkeypatch.setattr(bulk, "WINDOW_KEYS", 1)
     local, remote = both(root, config, "verify")
     assert remote == local and any(p["kind"] == "junk-file" for p in local["problems"])
+    for args in (("ls",), ("ls", "--repos"), ("layers", "centos/sub:latest")):
+        local, remote = both(root, config, *args)
+        assert remote == local
     for untagged in ((), ("--delete-untagged",)):
         args = ("gc", "--dry-run", "--grace", "0", "--upload-age", "0", *untagged)
         local, remote = both(root, config, *args)

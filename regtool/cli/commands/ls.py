@@ -11,7 +11,13 @@ from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
 from regtool.ops.inventory import short_name
-from regtool.ops.ls import RepositoryRow, TagRow, list_repositories, list_tags
+from regtool.ops.ls import (
+    RepositoryRow,
+    TagRow,
+    Totals,
+    list_repositories_with_totals,
+    list_tags_with_totals,
+)
 from regtool.ops.resolve import check_pattern
 
 
@@ -28,8 +34,9 @@ def ls(
     """List every tag with its size and the part of it no other tag needs.
 
     SIZE counts the distinct blobs a tag needs (config and layers, every platform of an
-    index); EXCLUSIVE is what removing only that tag would free once gc runs. A PATTERN
-    that matches no repository exits 1 (with up to 3 close names).
+    index); EXCLUSIVE is what removing only that tag would free once gc runs. The table ends
+    with the totals: all listed tags' blobs counted once, the shared and exclusive parts. A
+    PATTERN that matches no repository exits 1 (with up to 3 close names).
 
     Example:
 
@@ -38,13 +45,13 @@ def ls(
     reader = reader_for(root, config)
     pattern = check_pattern(reader, pattern)  # exit 1 when it matches no repository
     if repos:
-        repo_rows = list_repositories(reader, pattern)
+        repo_rows, totals = list_repositories_with_totals(reader, pattern)
         _warn(repo_rows)
-        out.emit(repo_rows, fmt, lambda: _repo_table(repo_rows))
+        out.emit(repo_rows, fmt, lambda: _repo_table(repo_rows) + _totals(totals))
     else:
-        rows = list_tags(reader, pattern)
+        rows, totals = list_tags_with_totals(reader, pattern)
         _warn(rows)
-        out.emit(rows, fmt, lambda: _tag_table(rows))
+        out.emit(rows, fmt, lambda: _tag_table(rows) + _totals(totals))
     for issue in reader.foreign_objects():
         out.warn(f"{issue}: not followed, nothing below it listed")
 
@@ -89,3 +96,10 @@ def _repo_table(rows: tuple[RepositoryRow, ...]) -> str:
         for row in sorted(rows, key=lambda r: short_name(r.repository))
     ]
     return out.grid(body, ["REPOSITORY", "TAGS", "SIZE", "EXCLUSIVE", "SHARED"])
+
+
+def _totals(totals: Totals) -> str:
+    return (
+        f"\ntotal {out.human_size(totals.size)} in {totals.blobs} blobs: "
+        f"{out.human_size(totals.shared)} shared, {out.human_size(totals.exclusive)} exclusive"
+    )

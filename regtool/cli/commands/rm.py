@@ -1,4 +1,4 @@
-"""`regtool rm REF...`: remove tags (and with --manifest their manifests) so gc frees them."""
+"""`regtool rm REF...`: remove tags and the manifests nothing kept needs, so gc frees them."""
 
 from __future__ import annotations
 
@@ -12,20 +12,34 @@ from regtool.cli.confirm import confirm
 from regtool.cli.errors import ExitCode, friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
 from regtool.cli.output import Format
-from regtool.layout.store import open_storage
-from regtool.ops.rm import RmPlan, plan_rm, remove
+from regtool.errors import UsageError
+from regtool.layout.store import Store, open_storage
+from regtool.ops.gc import GcOptions, plan_gc
+from regtool.ops.rm import RmPlan, RmResult, plan_rm, remove
 
 
 @friendly_errors
 def rm(
     refs: Annotated[
-        list[str], typer.Argument(help="REPO[:TAG] (tag: latest), or REPO@DIGEST with --manifest.")
+        list[str],
+        typer.Argument(
+            help="REPO[:TAG] (tag: latest; a glob such as 'app:pr-*' picks tags), or "
+            "REPO@DIGEST (the manifest and every tag pointing at it)."
+        ),
     ],
+    keep_manifest: Annotated[
+        bool,
+        typer.Option(
+            "--keep-manifest",
+            help="Remove the tags only; their manifests stay (gc --delete-untagged drops them).",
+        ),
+    ] = False,
     manifest: Annotated[
         bool,
         typer.Option(
             "--manifest",
-            help="Also drop the manifest when no other tag of the repository needs it.",
+            hidden=True,
+            help="Drop manifests nothing needs any more: the default.",
         ),
     ] = False,
     dry_run: Annotated[
@@ -36,39 +50,73 @@ def rm(
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Remove tags from the storage, without a running registry; gc then frees their data.
+    """Remove tags from the storage, and the manifests they leave unneeded, so that a plain
+    gc frees the EXCLUSIVE bytes `ls` shows for them (and the manifests themselves).
+
+    A manifest goes too (its revision link) when no remaining tag, no kept index (at any
+    depth) and no untagged manifest left in place needs it; index children and artifacts
+    (signatures, SBOMs) of removed manifests go with them when nothing else needs them.
+    --keep-manifest removes tags only. Each real run writes an undo journal first
+    (`regtool restore --last` brings it all back until gc sweeps the data).
 
     Example:
 
-        regtool rm centos:6.7 --manifest --root /var/lib/registry --yes
+        regtool rm centos:6.7 'app:pr-*' --root /var/lib/registry --yes
     """
+    if manifest and keep_manifest:
+        raise UsageError("--manifest and --keep-manifest contradict each other")
+    drop = not keep_manifest
     store = open_storage(root, config, writable=not dry_run, fsync=False)
     reader = store.reader
     if yes and not dry_run:
-        result = remove(store, refs, manifest=manifest)
+        result = remove(store, refs, manifest=drop)
         _notes(result.plan)
-        _finish(result.plan, fmt, result.failed)
+        _finish(store, result, fmt)
         return
-    plan = plan_rm(reader, refs, manifest=manifest)
+    plan = plan_rm(reader, refs, manifest=drop)
     _notes(plan)
     _emit(plan, fmt, "would remove" if dry_run else "to remove")
     if dry_run or not plan.delete:
         return
     confirm(f"Remove these {len(plan.delete)} entries?", dry_run=dry_run, yes=yes)
-    result = remove(store, refs, manifest=manifest, shown=plan)
+    result = remove(store, refs, manifest=drop, shown=plan)
     for entry in result.skipped:
         out.note(f"left {entry.kind} {entry.id}: it changed before the lock was taken")
-    _finish(result.plan, fmt, result.failed)
+    _finish(store, result, fmt)
 
 
-def _finish(plan: RmPlan, fmt: Format, failed: tuple) -> None:
-    _emit(plan, fmt, "removed")
-    for entry, reason in failed:
+def _finish(store: Store, result: RmResult, fmt: Format) -> None:
+    _emit(result.plan, fmt, "removed")
+    for entry, reason in result.failed:
         out.warn(f"could not remove {entry.path}: {reason}")
-    if failed:
+    if result.journal is not None:
+        out.note(f"undo with: regtool restore --last (journal {result.journal.name})")
+    if result.failed:
         raise typer.Exit(int(ExitCode.OPERATIONAL))
-    if plan.delete:
-        out.note("run regtool gc to free the space these tags held")
+    if result.plan.delete:
+        out.note(gc_outlook(store))
+
+
+def gc_outlook(store: Store) -> str:
+    """What a plain `regtool gc` would free now (its planner, on a fresh read)."""
+    options = GcOptions()
+    outlook = plan_gc(store.reread(), options)
+    if outlook.refused:
+        return (
+            f"regtool gc would refuse to run: {len(outlook.problems)} objects in use cannot "
+            "be read (see regtool verify)"
+        )
+    swept = [e for e in outlook.delete if e.kind in ("blob", "image")]
+    line = (
+        f"regtool gc would now free {out.human_size(outlook.bytes)} "
+        f"({len(swept)} {'images' if store.layout == 'v1' else 'blobs'}); run: regtool gc"
+    )
+    if outlook.kept_recent:
+        line += (
+            f" ({outlook.kept_recent} objects written within its 1h grace stay until then; "
+            "regtool gc --grace 0 frees them now)"
+        )
+    return line
 
 
 def _notes(plan: RmPlan) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from regtool.layout.listing import ForeignNotes
-from regtool.layout.reader import Image, Issue, Layer, Layout, Repository, Resolved, TagLink
+from regtool.layout.reader import (
+    Image,
+    Issue,
+    Layer,
+    Layout,
+    RegistryReader,
+    Repository,
+    Resolved,
+    TagLink,
+)
 from regtool.layout.v1 import paths
 from regtool.model.config import MAX_CONFIG_BYTES, ConfigError, V1Image, parse_v1_json
 from regtool.model.digest import is_v1_id
@@ -79,6 +89,12 @@ class V1Reader(ForeignNotes):
 
     def prefetch(self) -> None:
         """Nothing to fetch ahead on a v1 tree."""
+
+    def windows(
+        self, *, configs: bool = False
+    ) -> Iterator[tuple[list[Repository], RegistryReader]] | None:
+        """A v1 tree is read whole."""
+        return None
 
     def has_manifest(self, repository: str, digest: str) -> bool:
         return is_v1_id(digest) and self.driver.exists(paths.image_json(digest))

@@ -94,14 +94,15 @@ def _is_digest(text: str) -> bool:
     return paths.is_digest_folder(algorithm, hexpart)
 
 
-def prefetch_configs(reader: V2Reader) -> None:
-    """Fetch the config of every stored manifest in one batch (ls and layers read them all)."""
+def prefetch_configs(reader: V2Reader, infos: Iterable[FileInfo] | None = None) -> None:
+    """Fetch the config of every stored manifest (every revision among `infos`, by default
+    the whole repositories area) in one batch: ls and layers read them all."""
     prefetch = getattr(reader.driver, "prefetch", None)
     if prefetch is None:
         return
     configs: set[str] = set()
     marker = f"/{paths.MANIFESTS}/revisions/"
-    for info in reader.driver.walk(paths.REPOSITORIES):
+    for info in reader.driver.walk(paths.REPOSITORIES) if infos is None else infos:
         _, found, rest = info.path.partition(marker)
         digest = _named_digest(rest.split("/")) if found else None
         if digest is None:
@@ -145,11 +146,11 @@ def fan_of(path: str) -> str | None:
 
 
 def repository_windows(
-    reader: V2Reader, max_keys: int | None = None
+    reader: V2Reader, max_keys: int | None = None, *, configs: bool = False
 ) -> Iterator[tuple[list[Repository], V2Reader]] | None:
-    """(repositories, a reader holding just their objects, settled and prefetched),
-    window after window in key order; None when the reader's driver cannot stream (a disk:
-    its own scan is fast and flat already)."""
+    """(repositories, a reader holding just their objects, settled and prefetched; with
+    `configs`, their images' configs too), window after window in key order; None when the
+    reader's driver cannot stream (a disk: its own scan is fast and flat already)."""
     if not hasattr(reader.driver, "windows"):
         return None
     snapshot = cast(Snapshot, reader.driver)
@@ -173,7 +174,10 @@ def repository_windows(
             ]
             view = snapshot.window(areas, infos)
             settle(view, infos)
-            yield repositories, V2Reader(view, None)
+            windowed = V2Reader(view, None)
+            if configs:
+                prefetch_configs(windowed, infos)
+            yield repositories, windowed
 
     return windows()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from regtool.layout.listing import ForeignNotes
@@ -11,6 +12,7 @@ from regtool.layout.reader import (
     Issue,
     Layer,
     Layout,
+    RegistryReader,
     Repository,
     Resolved,
     TagLink,
@@ -143,6 +145,13 @@ class V2Reader(ForeignNotes):
             from regtool.layout.v2.bulk import prefetch_configs
 
             prefetch_configs(self)
+
+    def windows(
+        self, *, configs: bool = False
+    ) -> Iterator[tuple[list[Repository], RegistryReader]] | None:
+        from regtool.layout.v2.bulk import repository_windows
+
+        return repository_windows(self, configs=configs)
 
     def has_manifest(self, repository: str, digest: str) -> bool:
         return self.driver.exists(paths.revision_link(repository, digest))

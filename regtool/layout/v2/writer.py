@@ -182,6 +182,10 @@ class V2Writer:
             self.tag(repo, tag, digest)
         return digest
 
+    def link_manifest(self, repo: str, digest: str) -> None:
+        """Link a stored manifest blob into `repo` (its revision link), as a push does."""
+        self.driver.put(paths.revision_link(repo, digest), digest.encode())
+
     def tag(self, repo: str, tag: str, digest: str) -> None:
         """Index link, then current link; if a new tag cannot be completed (a full disk),
         what it wrote goes again, so no tag folder without a current link is left."""
