@@ -113,8 +113,8 @@ def gc_outlook(store: Store) -> str:
     )
     if outlook.kept_recent:
         line += (
-            f" ({outlook.kept_recent} objects written within its 1h grace stay until then; "
-            "regtool gc --grace 0 frees them now)"
+            " (what was written within gc's 1h grace stays until then; "
+            "regtool gc --grace 0 frees it now)"
         )
     return line
 
