@@ -6,11 +6,10 @@ so regtool imports without it; making a driver without it raises StorageError.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import io
-import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["ObjectStoreDriver", "S3Settings"]
 
 READ_RANGE = 8 * 1024 * 1024  # one ranged GET of open()'s reader
-IN_FLIGHT = 64  # concurrent GETs of get_many
+IN_FLIGHT = 32  # concurrent GETs of get_many
 LIST_PAGE = 1000  # S3's page size
 UNSUPPORTED = "not supported on object storage yet"
 
@@ -110,57 +109,24 @@ class ObjectStoreDriver:
     def get_many(
         self, paths: Iterable[str], limit: int | None = None
     ) -> dict[str, bytes | StorageError]:
-        """The bytes (or the error) of each path, read with up to 64 GETs in flight."""
+        """The bytes (or the error) of each path, read with up to IN_FLIGHT GETs at once.
+
+        Blocking GETs on a thread pool, not obstore's async API: its runtime could call back
+        into an interpreter that was shutting down (an abort at exit, 1 run in 6 here), and
+        threads were measured as fast on 2,000 small GETs."""
         wanted = list(dict.fromkeys(paths))
         if not wanted:
             return {}
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._get_many(wanted, limit))
-        found: dict[str, bytes | StorageError] = {}  # called from async code: own thread
 
-        def run() -> None:
-            found.update(asyncio.run(self._get_many(wanted, limit)))
+        def one(path: str) -> bytes | StorageError:
+            try:
+                return self.get(path, limit)
+            except StorageError as exc:
+                return exc
 
-        worker = threading.Thread(target=run, name="regtool-get-many")
-        worker.start()
-        worker.join()
-        return found
-
-    async def _get_many(
-        self, paths: list[str], limit: int | None
-    ) -> dict[str, bytes | StorageError]:
-        gate = asyncio.Semaphore(IN_FLIGHT)
-
-        async def one(path: str) -> bytes | StorageError:
-            async with gate:
-                try:
-                    return await self._get_async(path, limit)
-                except StorageError as exc:
-                    return exc
-
-        results = await asyncio.gather(*(one(p) for p in paths))
-        return dict(zip(paths, results, strict=True))
-
-    async def _get_async(self, path: str, limit: int | None) -> bytes:
-        import obstore
-
-        key = self._key(path)
-        try:
-            if limit is None:
-                result = await obstore.get_async(self.store, key)
-            else:
-                result = await obstore.get_async(self.store, key, options={"range": (0, limit + 1)})
-                if result.meta["size"] > limit:
-                    raise TooLarge(path, limit)
-            return bytes(await result.bytes_async())
-        except StorageError:
-            raise
-        except Exception as exc:
-            if limit is not None and status_of(exc) == 416:  # empty object
-                return await self._get_async(path, None)
-            raise self._error(path, exc) from None
+        workers = min(IN_FLIGHT, len(wanted))
+        with ThreadPoolExecutor(workers, thread_name_prefix="regtool-get") as pool:
+            return dict(zip(wanted, pool.map(one, wanted), strict=True))
 
     def open(self, path: str, offset: int = 0) -> BinaryIO:
         """A buffered reader over ranged GETs of READ_RANGE bytes, pinned to the object's

@@ -155,4 +155,4 @@ def test_rm_of_fresh_data_says_gc_keeps_it_for_the_grace_window(run, v2_root: Pa
     result = run("centos:httpd", "--yes", "--root", str(v2_root))
     assert result.exit_code == 0, result.output
     assert "regtool gc would now free 0 B (0 blobs)" in result.stderr
-    assert "regtool gc --grace 0 frees them now" in result.stderr
+    assert "regtool gc --grace 0 frees it now" in result.stderr
