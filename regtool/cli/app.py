@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "verify_command"),
     "rm": ("rm", "rm"),
     "gc": ("gc", "gc"),
+    "prune": ("prune", "prune"),
+    "why": ("why", "why"),
     "serve": ("serve", "serve"),
     "htpasswd": ("htpasswd", "htpasswd"),
     "migrate": ("migrate", "migrate"),

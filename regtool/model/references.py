@@ -15,11 +15,13 @@ from regtool.model.manifest import ImageIndex, Manifest, Schema1Manifest
 @dataclass(frozen=True, slots=True)
 class Node:
     """What a stored manifest references: blobs (config and layers), child manifests (an
-    index's), and the manifest it is an artifact of (`subject`)."""
+    index's), and the manifest it is an artifact of (`subject`). `sizes` are the blobs'
+    descriptor sizes, in the same order (empty when the manifest has none: schema1)."""
 
     blobs: tuple[str, ...]
     children: tuple[str, ...]
     subject: str | None
+    sizes: tuple[int, ...] = ()
 
 
 def node_of(manifest: Manifest) -> Node:
@@ -29,7 +31,10 @@ def node_of(manifest: Manifest) -> Node:
         return Node((), tuple(d.digest for d in manifest.manifests), subject)
     if isinstance(manifest, Schema1Manifest):
         return Node(manifest.fs_layers, (), None)
-    return Node((manifest.config.digest, *(d.digest for d in manifest.layers)), (), subject)
+    descriptors = (manifest.config, *manifest.layers)
+    return Node(
+        tuple(d.digest for d in descriptors), (), subject, tuple(d.size for d in descriptors)
+    )
 
 
 Load = Callable[[str], Node | None]  # digest -> its node, None when it cannot be read

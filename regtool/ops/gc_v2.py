@@ -219,7 +219,7 @@ class V2Collector(Sweeper):
     # -- the whole plan --------------------------------------------------------------------
     def mark_part(self, names: list[str]) -> MarkPart:
         """Scan, choose roots and mark for some repositories (runs in a worker)."""
-        part = V2Collector(self.reader, self.options, self.now, self.exact)
+        part = self.spawn()
         part.scan(names)
         for state in part.repos:
             part.choose_roots(state)
@@ -236,11 +236,24 @@ class V2Collector(Sweeper):
             part.temps,
             part.skipped,
             part.files.foreign,
+            part.outcomes(),
         )
+
+    # -- hooks for a subclass that chooses roots differently (prune) -----------------------
+    def spawn(self) -> V2Collector:
+        """A fresh collector of the same kind for one part of the work."""
+        return V2Collector(self.reader, self.options, self.now, self.exact)
+
+    def outcomes(self) -> tuple[object, ...]:
+        """What a part decided besides the marks, carried back from a worker."""
+        return ()
+
+    def absorb(self, outcomes: tuple[object, ...]) -> None:
+        """Take in a part's `outcomes` (see `outcomes`)."""
 
     def sweep_part(self, fans: list[tuple[str, str]]) -> SweepPart:
         """Sweep some blob fans (runs in a worker) against the marks made."""
-        part = V2Collector(self.reader, self.options, self.now, self.exact)
+        part = self.spawn()
         part.marked, part.protected = self.marked, self.protected
         entries = part.sweep_blobs(fans)
         return SweepPart(entries, part.kept_recent, part.temps, part.skipped, part.files.foreign)
@@ -267,6 +280,7 @@ class V2Collector(Sweeper):
             self.aliases |= part.aliases
             self.protected |= part.protected
             self.merge(part)
+            self.absorb(part.outcomes)
         self.repos.sort(key=lambda state: state.name)
         self.resolve_aliases()
         blobs: list[GcEntry] = []
@@ -333,6 +347,7 @@ class MarkPart:
     temps: list[GcEntry]
     skipped: dict[str, Issue]
     foreign: dict[str, str]
+    outcomes: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
