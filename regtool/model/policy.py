@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from regtool.errors import UsageError
 from regtool.model.duration import parse_duration
@@ -54,12 +54,24 @@ class Rule:
     pushed_within_text: str = ""
     line: int = 0
 
+    compiled: tuple[re.Pattern[str], ...] = field(default=(), compare=False, repr=False)
+
     def matching(self, tag: str) -> str | None:
-        """The first pattern that matches `tag` (re.search), or None."""
-        for pattern in self.patterns:
-            if re.search(pattern, tag):
+        """The first pattern that matches `tag` (searched anywhere in it), or None."""
+        for pattern, compiled in zip(self.patterns, self.compiled or _compiled(self), strict=True):
+            if compiled.search(tag):
                 return pattern
         return None
+
+
+def _compiled(rule: Rule) -> tuple[re.Pattern[str], ...]:
+    return tuple(user_pattern(pattern) for pattern in rule.patterns)
+
+
+def user_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a pattern from a policy file, once `check_pattern` has accepted it: the one
+    place user-given regular expressions are compiled (tests/test_regexes.py)."""
+    return re.compile(pattern)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +186,7 @@ def check_pattern(pattern: str) -> str | None:
     try:
         from re import _parser  # type: ignore[attr-defined]
 
-        re.compile(pattern)
+        user_pattern(pattern)
         parsed = _parser.parse(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         return f"not a regular expression: {exc}"
@@ -331,7 +343,8 @@ def _rule(node, what, number, fail, mapping) -> Rule:  # type: ignore[no-untyped
                 f"pushed_within {node_within.value!r} is not a duration with a unit "
                 "(s, m, h, d, w: 90m, 12h, 10d, 2w)",
             )
-    return Rule(number, tuple(patterns), most_recent, within, text, node.line)
+    compiled = tuple(user_pattern(pattern) for pattern in patterns)
+    return Rule(number, tuple(patterns), most_recent, within, text, node.line, compiled)
 
 
 def _duration(text: str) -> float | None:
