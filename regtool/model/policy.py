@@ -20,7 +20,7 @@ built by whoever parsed the YAML, so every error names the line it is about.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from regtool.errors import UsageError
@@ -309,7 +309,13 @@ def parse_policies(doc: Located, source: str) -> Policies:
     return Policies(source, tuple(policies))
 
 
-def _rule(node, what, number, fail, mapping) -> Rule:  # type: ignore[no-untyped-def]
+def _rule(
+    node: Located,
+    what: str,
+    number: int,
+    fail: Callable[[Located, str], PolicyError],
+    mapping: Callable[[Located, str, tuple[str, ...]], dict[str, Located]],
+) -> Rule:
     fields = mapping(node, what, _RULE_KEYS)
     if "patterns" not in fields:
         raise fail(node, f"{what} has no 'patterns' (use [\".*\"] to match every tag)")

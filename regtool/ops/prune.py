@@ -122,8 +122,13 @@ def _plan_v2(
     sweep, outcomes = plan_prune_v2(reader, policies, options, now, exact, pinned)  # type: ignore[arg-type]
     for outcome in outcomes:
         if outcome.removed and not outcome.kept and not outcome.allow_empty:
-            _refuse_empty(policies, outcome.policy_line, outcome.policy, outcome.repository,
-                          len(outcome.removed))
+            _refuse_empty(
+                policies,
+                outcome.policy_line,
+                outcome.policy,
+                outcome.repository,
+                len(outcome.removed),
+            )
     sizes = {entry.id: entry.size for entry in sweep.delete if entry.kind == "blob"}
     tags: list[GcEntry] = []
     removed: list[journal.Removed] = []

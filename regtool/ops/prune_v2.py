@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import V2Reader
 from regtool.model.policy import Policies, TagTime, decide
-from regtool.model.references import retained
+from regtool.model.references import Node, retained
 from regtool.ops.gc import GcEntry, GcOptions, GcPlan
 from regtool.ops.gc_v2 import V2Collector
 from regtool.ops.gc_v2_sweep import RepoState
@@ -55,6 +55,8 @@ class PruneCollector(V2Collector):
         self.policies = policies
         self.pinned = pinned
         self.decided: list[RepoOutcome] = []
+        self._removed_by_repository: dict[str, frozenset[str]] = {}
+        self._gone_tags: frozenset[str] = frozenset()
 
     def spawn(self) -> V2Collector:
         return PruneCollector(
@@ -101,7 +103,7 @@ class PruneCollector(V2Collector):
                     roots.add(digest)
                     self.kept_recent += 1
 
-        def load(digest: str):  # type: ignore[no-untyped-def]
+        def load(digest: str) -> Node | None:
             return self.node(digest, f"in {state.name}")
 
         reach = retained(roots, state.revisions, load)
@@ -123,14 +125,11 @@ class PruneCollector(V2Collector):
 
     def sweep_repository(self, state: RepoState, uploads_gone: int) -> GcEntry | None:
         """gc's sweep of an emptied repository, its removed tags counted as gone."""
-        self._gone_tags = next(
-            (
-                frozenset(tag for tag, _ in o.removed)
-                for o in self.decided
-                if o.repository == state.name
-            ),
-            frozenset(),
-        )
+        if len(self._removed_by_repository) != len(self.decided):
+            self._removed_by_repository = {
+                o.repository: frozenset(tag for tag, _ in o.removed) for o in self.decided
+            }
+        self._gone_tags = self._removed_by_repository.get(state.name, frozenset())
         try:
             return super().sweep_repository(state, uploads_gone)
         finally:
@@ -138,7 +137,7 @@ class PruneCollector(V2Collector):
 
     def in_repository(self, marker: str) -> Callable[[str], bool]:  # type: ignore[override]
         allowed = V2Collector.in_repository(marker)
-        gone = getattr(self, "_gone_tags", frozenset())
+        gone = self._gone_tags
         if marker != paths.MANIFESTS or not gone:
             return allowed
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from regtool.errors import UnknownReferenceError, UsageError
@@ -58,7 +59,10 @@ class Why:
 
 
 def explain(
-    reader: RegistryReader, text: str, *, policies: Policies | None = None,
+    reader: RegistryReader,
+    text: str,
+    *,
+    policies: Policies | None = None,
     now: float | None = None,
 ) -> Why:
     """Why `text` (a REF, a blob digest, or a hex prefix of at least 12) is kept."""
@@ -69,8 +73,14 @@ def explain(
     if reader.layout == "v1":
         if digest is None:
             digest = resolve_reference(reader, text).digest
-        return Why(digest, "image", ("image", digest) in doomed, _v1_kept_by(reader, digest),
-                   None, plan.problems)
+        return Why(
+            digest,
+            "image",
+            ("image", digest) in doomed,
+            _v1_kept_by(reader, digest),
+            None,
+            plan.problems,
+        )
     if digest is not None:
         kept_by = _v2_kept_by(reader, digest, blob=True)
         return Why(digest, "blob", ("blob", digest) in doomed, kept_by, None, plan.problems)
@@ -164,7 +174,13 @@ def _v2_kept_by(reader: RegistryReader, digest: str, *, blob: bool) -> tuple[Kep
     return tuple(found)
 
 
-def _path(start, target, blob, load, referrers) -> tuple[str, ...] | None:  # type: ignore[no-untyped-def]
+def _path(
+    start: str,
+    target: str,
+    blob: bool,
+    load: Callable[[str], Node | None],
+    referrers: dict[str, list[str]],
+) -> tuple[str, ...] | None:
     """The shortest chain of hops from manifest `start` to `target` (a blob it, or a
     manifest it reaches, references), as `via` text; None when there is none."""
     parents: dict[str, tuple[str | None, str]] = {start: (None, "manifest")}
@@ -176,14 +192,15 @@ def _path(start, target, blob, load, referrers) -> tuple[str, ...] | None:  # ty
         if current == target:
             end = ""
         elif blob and node is not None and target in node.blobs:
-            first = node.blobs.index(target)
-            end = "config" if first == 0 and node.sizes and len(node.sizes) == len(node.blobs) else "layer"
+            is_config = node.blobs.index(target) == 0 and len(node.sizes) == len(node.blobs)
+            end = "config" if is_config else "layer"
         if end is not None:
             hops: list[str] = []
             step: str | None = current
             while step is not None:
                 parent, relation = parents[step]
-                kind = "index" if (load(step) is not None and load(step).children) else relation
+                hop = load(step)
+                kind = "index" if hop is not None and hop.children else relation
                 hops.append(f"{kind} {step}")
                 step = parent
             hops.reverse()

@@ -48,8 +48,18 @@ def policy(tmp_path: Path) -> Path:
 
 def test_dry_run_json_is_gc_shape_plus_keep(run, v2_root, policy):
     before = snapshot(v2_root)
-    result = run("prune", "--policy", str(policy), "--root", str(v2_root), "--dry-run",
-                 "--grace", "0", "--format", "json")
+    result = run(
+        "prune",
+        "--policy",
+        str(policy),
+        "--root",
+        str(v2_root),
+        "--dry-run",
+        "--grace",
+        "0",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert set(doc) == {"delete", "bytes", "keep", "skipped"}
@@ -78,8 +88,9 @@ def test_without_terminal_or_yes_prune_refuses_and_touches_nothing(run, v2_root,
 
 def test_yes_prunes_and_a_following_gc_has_nothing_left(run, v2_root, policy, monkeypatch):
     monkeypatch.setattr(confirm, "_is_terminal", lambda: True)
-    result = run("prune", "--policy", str(policy), "--root", str(v2_root), "--grace", "0",
-                 input="y\n")
+    result = run(
+        "prune", "--policy", str(policy), "--root", str(v2_root), "--grace", "0", input="y\n"
+    )
     assert result.exit_code == 0, result.output
     assert "journal: .regtool/journal/" in result.stderr
     reader = open_storage(v2_root).reader
@@ -87,10 +98,10 @@ def test_yes_prunes_and_a_following_gc_has_nothing_left(run, v2_root, policy, mo
     assert plan_gc(reader, GcOptions(grace=0)).delete == ()
 
 
-@pytest.mark.parametrize(("text", "line", "words"), [c[1:] for c in BAD],
-                         ids=[c[0] for c in BAD])
-def test_bad_policy_exits_2_naming_the_line_and_touches_nothing(run, v2_root, tmp_path, text,
-                                                                 line, words):
+@pytest.mark.parametrize(("text", "line", "words"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_policy_exits_2_naming_the_line_and_touches_nothing(
+    run, v2_root, tmp_path, text, line, words
+):
     path = tmp_path / "policy.yml"
     path.write_text(text)
     before = snapshot(v2_root)
@@ -121,18 +132,40 @@ def test_why_json_for_a_layer_lists_every_tag_that_needs_it(run, v2_expected):
     assert doc["object"] == layer and doc["kind"] == "blob" and doc["garbage"] is False
     centos = next(k for k in doc["kept_by"] if k["tag"] == "centos:6.7")
     manifest = v2_expected["manifests"]["centos:6.7"]["digest"]
-    assert centos == {"repository": "centos", "tag": "centos:6.7",
-                      "via": ["tag centos:6.7", f"manifest {manifest}", "layer"]}
+    assert centos == {
+        "repository": "centos",
+        "tag": "centos:6.7",
+        "via": ["tag centos:6.7", f"manifest {manifest}", "layer"],
+    }
 
 
 def test_why_with_policy_names_the_rule_for_a_tag(run, policy):
-    result = run("why", "centos:httpd", "--policy", str(policy), "--root", "tests/fixtures/v2",
-                 "--format", "json")
+    result = run(
+        "why",
+        "centos:httpd",
+        "--policy",
+        str(policy),
+        "--root",
+        "tests/fixtures/v2",
+        "--format",
+        "json",
+    )
     doc = json.loads(result.stdout)
-    assert doc["policy"] == {"tag": "centos:httpd", "verdict": "keep",
-                             "rule": "policy 1 keep 1: patterns ^http"}
-    result = run("why", "centos:6.7", "--policy", str(policy), "--root", "tests/fixtures/v2",
-                 "--format", "json")
+    assert doc["policy"] == {
+        "tag": "centos:httpd",
+        "verdict": "keep",
+        "rule": "policy 1 keep 1: patterns ^http",
+    }
+    result = run(
+        "why",
+        "centos:6.7",
+        "--policy",
+        str(policy),
+        "--root",
+        "tests/fixtures/v2",
+        "--format",
+        "json",
+    )
     assert json.loads(result.stdout)["policy"]["verdict"] == "remove"
 
 

@@ -23,8 +23,22 @@ from regtool.ops.policy_file import load_policies
 NOW = 1_800_000_000.0
 DAY = 86400.0
 PATTERN_CHOICES = ["^v[0-9]+$", "^latest$", "rc", "^pr-", ".*", "^v1", "x$", "^stable$"]
-TAG_CHOICES = ["latest", "stable", "v1", "v2", "v10", "v11", "v1-rc1", "pr-1", "pr-22",
-               "main", "box", "v3", "dev-x", "rc2"]
+TAG_CHOICES = [
+    "latest",
+    "stable",
+    "v1",
+    "v2",
+    "v10",
+    "v11",
+    "v1-rc1",
+    "pr-1",
+    "pr-22",
+    "main",
+    "box",
+    "v3",
+    "dev-x",
+    "rc2",
+]
 
 
 def oracle(policy: Policy, tags: dict[str, float]) -> dict[str, bool]:
@@ -79,18 +93,24 @@ def test_decide_agrees_with_a_brute_force_oracle_on_random_histories():
 
 
 def test_the_named_rule_is_the_first_that_keeps_and_says_key_and_value():
-    policy = load_policies(_write(
-        "policies:\n"
-        "  - repositories: [app]\n"
-        "    keep:\n"
-        "      - patterns: ['^latest$', '^stable$']\n"
-        "      - patterns: ['^v[0-9]+$']\n"
-        "        most_recent: 1\n"
-        "      - patterns: ['^v[0-9]+$']\n"
-        "        pushed_within: 10d\n"
-    )).policies[0]
-    tags = [TagTime("stable", NOW), TagTime("v1", NOW - DAY), TagTime("v2", NOW),
-            TagTime("v3", NOW - 20 * DAY)]
+    policy = load_policies(
+        _write(
+            "policies:\n"
+            "  - repositories: [app]\n"
+            "    keep:\n"
+            "      - patterns: ['^latest$', '^stable$']\n"
+            "      - patterns: ['^v[0-9]+$']\n"
+            "        most_recent: 1\n"
+            "      - patterns: ['^v[0-9]+$']\n"
+            "        pushed_within: 10d\n"
+        )
+    ).policies[0]
+    tags = [
+        TagTime("stable", NOW),
+        TagTime("v1", NOW - DAY),
+        TagTime("v2", NOW),
+        TagTime("v3", NOW - 20 * DAY),
+    ]
     assert decide(policy, tags, NOW) == {
         "stable": "policy 1 keep 1: patterns ^stable$",
         "v2": "policy 1 keep 2: most_recent 1",
@@ -149,8 +169,12 @@ BAD = [
     ("count not a number", GOOD.replace("2\n", "two\n"), 5, "whole number"),
     ("duration without unit", GOOD + "        pushed_within: 10\n", 6, "with a unit"),
     ("duration bad unit", GOOD + "        pushed_within: 10y\n", 6, "with a unit"),
-    ("rule without patterns", GOOD.replace('      - patterns: ["^v"]\n        most_recent',
-                                           "      - most_recent"), 4, "no 'patterns'"),
+    (
+        "rule without patterns",
+        GOOD.replace('      - patterns: ["^v"]\n        most_recent', "      - most_recent"),
+        4,
+        "no 'patterns'",
+    ),
     ("empty patterns", GOOD.replace('["^v"]', "[]"), 4, "non-empty list"),
     ("untagged value", GOOD + "    untagged: maybe\n", 6, "keep or delete"),
     ("allow_empty value", GOOD + "    allow_empty: 3\n", 6, "true or false"),
@@ -161,8 +185,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("text", "line", "words"), [c[1:] for c in BAD],
-                         ids=[c[0] for c in BAD])
+@pytest.mark.parametrize(("text", "line", "words"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
 def test_bad_policy_files_name_their_line(text, line, words, tmp_path):
     path = tmp_path / "policy.yml"
     path.write_text(text)

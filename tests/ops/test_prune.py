@@ -67,20 +67,34 @@ def push_image(url: str, repository: str, tag: str, seed: str) -> str:
         location = location if location.startswith("http") else url + location
         joiner = "&" if "?" in location else "?"
         status, body, _ = http_request(
-            "PUT", f"{location}{joiner}digest={digest}", data=data,
+            "PUT",
+            f"{location}{joiner}digest={digest}",
+            data=data,
             headers={"Content-Type": "application/octet-stream"},
         )
         assert status == 201, (status, body)
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "size": len(config), "digest": f"sha256:{hashlib.sha256(config).hexdigest()}"},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": len(layer), "digest": f"sha256:{hashlib.sha256(layer).hexdigest()}"}],
-    }).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": len(config),
+                "digest": f"sha256:{hashlib.sha256(config).hexdigest()}",
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer),
+                    "digest": f"sha256:{hashlib.sha256(layer).hexdigest()}",
+                }
+            ],
+        }
+    ).encode()
     status, body, _ = http_request(
-        "PUT", f"{url}/v2/{repository}/manifests/{tag}", data=manifest,
+        "PUT",
+        f"{url}/v2/{repository}/manifests/{tag}",
+        data=manifest,
         headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"},
     )
     assert status == 201, (status, body)
@@ -219,9 +233,7 @@ def test_removing_every_tag_without_allow_empty_is_refused_naming_the_line(pushe
     assert tree_hash(root) == before
     allowed = policy_file(tmp_path, text.replace("keep: []", "keep: []\n    allow_empty: true"))
     plan = plan_prune(open_storage(root).reader, allowed, OPTIONS)
-    assert {e.id for e in plan.delete if e.kind in ("tag", "repository")} == {
-        "other:v1", "other"
-    }
+    assert {e.id for e in plan.delete if e.kind in ("tag", "repository")} == {"other:v1", "other"}
 
 
 def test_untagged_delete_drops_manifests_already_untagged_but_not_index_children(tmp_path):

@@ -18,14 +18,16 @@ from regtool.model.duration import parse_duration
 from regtool.ops.gc import GcOptions
 from regtool.ops.inventory import short_name
 from regtool.ops.policy_file import load_policies
-from regtool.ops.prune import PrunePlan, apply_prune, plan_prune
+from regtool.ops.prune import PrunePlan, PruneResult, apply_prune, plan_prune
 
 
 @friendly_errors
 def prune(
     policy: Annotated[
         Path,
-        typer.Option("--policy", "-p", help="The retention policy file (YAML).", show_default=False),
+        typer.Option(
+            "--policy", "-p", help="The retention policy file (YAML).", show_default=False
+        ),
     ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Print the plan; delete nothing.")
@@ -113,7 +115,9 @@ def prune(
     _finish(result.plan, fmt, "removed", config, result)
 
 
-def _finish(plan: PrunePlan, fmt: Format, verb: str, config: Path | None, result) -> None:  # type: ignore[no-untyped-def]
+def _finish(
+    plan: PrunePlan, fmt: Format, verb: str, config: Path | None, result: PruneResult
+) -> None:
     _report_problems(plan.sweep)
     for label in result.moved:
         out.note(f"left {label} alone: the tag moved since the plan was shown")

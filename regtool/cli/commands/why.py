@@ -28,7 +28,9 @@ def why(
     policy: Annotated[
         Path | None,
         typer.Option(
-            "--policy", "-p", help="A prune policy file: say which rule keeps or removes TAG.",
+            "--policy",
+            "-p",
+            help="A prune policy file: say which rule keeps or removes TAG.",
             show_default=False,
         ),
     ] = None,
