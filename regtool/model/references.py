@@ -7,7 +7,7 @@ Pure: manifests come in through a `load` function; nothing here reads storage.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from regtool.model.manifest import ImageIndex, Manifest, Schema1Manifest
 
@@ -21,7 +21,7 @@ class Node:
     blobs: tuple[str, ...]
     children: tuple[str, ...]
     subject: str | None
-    sizes: tuple[int, ...] = ()
+    sizes: tuple[int, ...] = field(default=(), compare=False)  # descriptive only
 
 
 def node_of(manifest: Manifest) -> Node:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +287,8 @@ def test_bucket_prune_by_most_recent_and_pushed_within(rgw, pushed, tmp_path):
     cases = {everything: 8, within_big: 5, within_small: 0, patterns: 2}
     for text, kept in cases.items():
         policies = policy_file(tmp_path, text)
-        plan = plan_prune(open_storage(config=config).reader, policies, GcOptions(grace=0))
+        later = GcOptions(grace=0, now=time.time() + 3600)  # the bucket's objects are older
+        plan = plan_prune(open_storage(config=config).reader, policies, later)
         assert len(plan.keep) == kept, text
         local = plan_prune(open_storage(pushed[0]).reader, policies, GcOptions(grace=0))
         if text != within_small:  # local push times are years in the future of NOW - 1s
