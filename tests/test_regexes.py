@@ -190,6 +190,7 @@ def compiled_in_source() -> tuple[set[tuple[str, str]], list[str]]:
 def test_every_pattern_is_listed() -> None:
     wanted = {(module, name) for module, names in PATTERNS.items() for name in names}
     found, inline = compiled_in_source()
+    inline = [site for site in inline if site != USER_PATTERN_SITE]  # bounded below
     assert inline == [], "compile patterns into a named constant and list it here"
     assert found == wanted
 
@@ -239,3 +240,52 @@ def test_name_grammar_is_unchanged_by_the_linear_form() -> None:
     assert all(valid_name(name) for name in accepted)
     assert not any(valid_name(name) for name in refused)
     assert NAME_RE.fullmatch("a_-b") is None
+
+
+# -- patterns users write (prune policies): compiled in one place, bounded by check_pattern --
+def _user_pattern_site() -> str:
+    import inspect
+
+    from regtool.model import policy
+
+    lines, start = inspect.getsourcelines(policy.user_pattern)
+    offset = next(i for i, line in enumerate(lines) if "re.compile" in line)
+    return f"regtool.model.policy:{start + offset}: re.compile(...)"
+
+
+USER_PATTERN_SITE = _user_pattern_site()
+TAG_CHARS = 128  # the longest tag distribution accepts
+
+# the worst patterns check_pattern still accepts, with tags that make them backtrack most
+ACCEPTED_WORST = [
+    ("[0-9a-z]+[0-9a-z]+[0-9a-z]+b", "a"),
+    (".*a.*a.*b", "a"),
+    (".{0,128}.{0,128}.{0,128}b", "a"),
+    ("a*a*a*b", "a"),
+    ("^v[0-9]+\\.[0-9]+\\.[0-9]+$", "1."),
+    ("(ab){2}[a-z]*[a-z]*[a-z]*x", "ab"),
+]
+REFUSED = ["(a+)+$", "(a|aa)*b", "(a*)*b", "(.*)+x", "[a-z]+[a-z]+[a-z]+[a-z]+b", "(?(1)a|b)"]
+
+
+def _search_all(pattern: str, unit: str) -> list[bool]:
+    from regtool.model.policy import user_pattern
+
+    compiled = user_pattern(pattern)
+    tags = [(unit * TAG_CHARS)[:n] for n in (TAG_CHARS, TAG_CHARS - 1)]
+    return [compiled.search(tag) is not None for tag in tags]
+
+
+@pytest.mark.parametrize(("pattern", "unit"), ACCEPTED_WORST)
+def test_accepted_policy_patterns_answer_a_128_character_tag_in_time(pattern, unit):
+    from regtool.model.policy import check_pattern
+
+    assert check_pattern(pattern) is None
+    assert seconds_taken(_search_all, pattern, unit) < BOUND
+
+
+@pytest.mark.parametrize("pattern", REFUSED)
+def test_policy_patterns_that_can_backtrack_for_long_are_refused(pattern):
+    from regtool.model.policy import check_pattern
+
+    assert check_pattern(pattern) is not None

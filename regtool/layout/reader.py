@@ -101,13 +101,20 @@ class Repository:
 
 @dataclass(frozen=True, slots=True)
 class TagLink:
-    """A tag and the digest (v2) or image id (v1) it names; `digest` is None when unreadable."""
+    """A tag and the digest (v2) or image id (v1) it names; `digest` is None when unreadable.
+
+    `pushed` (asked for with `tags(..., pushed=True)`) is when the tag was last pushed: the
+    modification time of its link `path` (v2: `_manifests/tags/<t>/current/link`; v1: the
+    `tag_<t>` file; on an object store, the object's LastModified). None when not asked or
+    not known.
+    """
 
     repository: str
     tag: str
     digest: str | None
     path: str
     issue: Issue | None = None
+    pushed: float | None = None
 
 
 class RegistryReader(Protocol):
@@ -125,8 +132,9 @@ class RegistryReader(Protocol):
         """Links and special files met so far where the layout has folders or files."""
         ...
 
-    def tags(self, repository: str) -> list[TagLink]:
-        """The tags of one repository, sorted by name."""
+    def tags(self, repository: str, *, pushed: bool = False) -> list[TagLink]:
+        """The tags of one repository, sorted by name; with `pushed`, each with its push
+        time (one more stat per tag)."""
         ...
 
     def resolve(self, repository: str, digest: str, *, detail: bool = True) -> Resolved:

@@ -7,20 +7,22 @@ Pure: manifests come in through a `load` function; nothing here reads storage.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from regtool.model import mediatype as mt
-from regtool.model.manifest import Descriptor, ImageIndex, Manifest
+from regtool.model.manifest import Descriptor, ImageIndex, Manifest, Schema1Manifest
 
 
 @dataclass(frozen=True, slots=True)
 class Node:
     """What a stored manifest references: blobs (config and layers), child manifests (an
-    index's), and the manifest it is an artifact of (`subject`)."""
+    index's), and the manifest it is an artifact of (`subject`). `sizes` are the blobs'
+    descriptor sizes, in the same order (empty when the manifest has none: schema1)."""
 
     blobs: tuple[str, ...]
     children: tuple[str, ...]
     subject: str | None
+    sizes: tuple[int, ...] = field(default=(), compare=False)  # descriptive only
 
 
 def node_of(manifest: Manifest) -> Node:
@@ -31,7 +33,9 @@ def node_of(manifest: Manifest) -> Node:
     digests = tuple(d.digest for d in manifest.references())
     if isinstance(manifest, ImageIndex):
         return Node((), digests, subject)
-    return Node(digests, (), subject)
+    if isinstance(manifest, Schema1Manifest):  # no config, and no sizes declared
+        return Node(digests, (), None)
+    return Node(digests, (), subject, tuple(d.size for d in manifest.references()))
 
 
 def may_be_absent(descriptor: Descriptor) -> bool:

@@ -156,20 +156,30 @@ def collect_garbage(store: Store, options: GcOptions, shown: GcPlan | None = Non
             if plan.refused:
                 return GcResult(_without_deletions(plan))
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)
-            blobs = tuple(e for e in entries if phase(e) == LAST_PHASE)
-            deleted, failed = delete_entries(driver, entries[: len(entries) - len(blobs)])
-            if blobs and not failed:
-                blobs, late = _still_garbage(store, options, blobs)
-                skipped += late
-            elif failed:
-                failed += tuple((e, "not attempted: an earlier deletion failed") for e in blobs)
-                blobs = ()
-            gone, failed_blobs = delete_entries(driver, blobs)
-            return GcResult(
-                _without_deletions(plan, deleted + gone), skipped, failed + failed_blobs
-            )
+            deleted, late, failed = delete_planned(store, driver, options, entries)
+            return GcResult(_without_deletions(plan, deleted), skipped + late, failed)
     except LockTimeout as exc:
         raise lock_error(exc) from None
+
+
+def delete_planned(
+    store: Store, driver: StorageDriver, options: GcOptions, entries: tuple[GcEntry, ...]
+) -> tuple[tuple[GcEntry, ...], tuple[GcEntry, ...], tuple[tuple[GcEntry, str], ...]]:
+    """Delete `entries` (ordered) under the caller's exclusive lock, blobs last and only
+    those a plan made just before the blob phase (gc with `options`) still names.
+
+    Returns (deleted, blobs something now needs, failures).
+    """
+    blobs = tuple(e for e in entries if phase(e) == LAST_PHASE)
+    deleted, failed = delete_entries(driver, entries[: len(entries) - len(blobs)])
+    late: tuple[GcEntry, ...] = ()
+    if blobs and not failed:
+        blobs, late = _still_garbage(store, options, blobs)
+    elif failed:
+        failed += tuple((e, "not attempted: an earlier deletion failed") for e in blobs)
+        blobs = ()
+    gone, failed_blobs = delete_entries(driver, blobs)
+    return deleted + gone, late, failed + failed_blobs
 
 
 def _still_garbage(

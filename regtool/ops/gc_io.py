@@ -27,8 +27,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _digests(descriptors: object) -> list[str] | None:
-    """The digests of well-formed sha256 descriptors; None for anything less common."""
+def _digests(descriptors: object) -> list[tuple[str, int]] | None:
+    """(digest, size) of well-formed sha256 descriptors; None for anything less common."""
     if not isinstance(descriptors, list):
         return None
     found = []
@@ -40,7 +40,7 @@ def _digests(descriptors: object) -> list[str] | None:
             return None
         if len(digest) != SHA256_LENGTH or digest[:7] != "sha256:" or digest[7:].strip(HEX):
             return None  # not a canonical sha256 digest: let the full parser say why
-        found.append(digest)
+        found.append((digest, size))
     return found
 
 
@@ -67,7 +67,8 @@ def quick_node(raw: bytes) -> Node | None:
     artifact = doc.get("artifactType")
     if artifact is not None and not isinstance(artifact, str):
         return None
-    return Node((*blobs, *layers), (), None)
+    pairs = (*blobs, *layers)
+    return Node(tuple(d for d, _ in pairs), (), None, tuple(size for _, size in pairs))
 
 
 def worker_count(scan: Scan, repositories: int) -> int:

@@ -221,7 +221,7 @@ class V2Collector(Sweeper):
     def mark_part(self, names: list[str], reader: V2Reader | None = None) -> MarkPart:
         """Scan, choose roots and mark for some repositories (runs in a worker, or over a
         window of a streamed scan: `reader`)."""
-        part = V2Collector(reader or self.reader, self.options, self.now, self.exact)
+        part = self.spawn(reader)
         part.scan(names)
         for state in part.repos:
             part.choose_roots(state)
@@ -238,12 +238,26 @@ class V2Collector(Sweeper):
             part.temps,
             part.skipped,
             part.files.foreign,
+            part.outcomes(),
         )
+
+    # -- hooks for a subclass that chooses roots differently (prune) -----------------------
+    def spawn(self, reader: V2Reader | None = None) -> V2Collector:
+        """A fresh collector of the same kind for one part of the work (over `reader`: a
+        window of a streamed scan)."""
+        return V2Collector(reader or self.reader, self.options, self.now, self.exact)
+
+    def outcomes(self) -> tuple[object, ...]:
+        """What a part decided besides the marks, carried back from a worker."""
+        return ()
+
+    def absorb(self, outcomes: tuple[object, ...]) -> None:
+        """Take in a part's `outcomes` (see `outcomes`)."""
 
     def sweep_part(self, fans: list[tuple[str, str]], reader: V2Reader | None = None) -> SweepPart:
         """Sweep some blob fans (runs in a worker, or over a window: `reader`) against the
         marks made."""
-        part = V2Collector(reader or self.reader, self.options, self.now, self.exact)
+        part = self.spawn(reader)
         part.marked, part.protected = self.marked, self.protected
         entries = part.sweep_blobs(fans)
         return SweepPart(entries, part.kept_recent, part.temps, part.skipped, part.files.foreign)
@@ -281,6 +295,7 @@ class V2Collector(Sweeper):
             self.aliases |= part.aliases
             self.protected |= part.protected
             self.merge(part)
+            self.absorb(part.outcomes)
         self.repos.sort(key=lambda state: state.name)
         self.resolve_aliases()
         blobs: list[GcEntry] = []
@@ -356,6 +371,7 @@ class MarkPart:
     temps: list[GcEntry]
     skipped: dict[str, Issue]
     foreign: dict[str, str]
+    outcomes: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,9 +235,10 @@ class Sweeper:
         if not state.dropped:
             return entries
         dropped = set(state.dropped)
+        algorithms = sorted({digest.partition(":")[0] for digest in dropped})
         for tag in state.tag_folders:
             index = paths.tag_index_dir(state.name, tag)
-            for algorithm in self.files.dirs(index):
+            for algorithm in algorithms:  # only where a dropped digest can be listed
                 for name in self.files.dirs(f"{index}/{algorithm}"):
                     digest = f"{algorithm}:{name}"
                     if digest not in dropped:

@@ -115,7 +115,7 @@ def test_verify_missing_root_exits_3(run, tmp_path: Path) -> None:
     assert "Error: storage root" in result.output
 
 
-@pytest.mark.parametrize("age", ["soon", "-1h", "3w"])
+@pytest.mark.parametrize("age", ["soon", "-1h", "3y"])
 def test_verify_bad_upload_age_exits_2(run, v2_root: Path, age: str) -> None:
     result = run("--root", str(v2_root), "--upload-age", age)
     assert result.exit_code == 2

@@ -15,3 +15,8 @@ def test_parse_duration_accepts_the_documented_forms(text, seconds):
 def test_parse_duration_refuses_anything_else(text):
     with pytest.raises(UsageError):
         parse_duration(text)
+
+
+def test_weeks_are_a_unit():
+    assert parse_duration("2w") == 14 * 86400.0
+    assert parse_duration("1w1d") == 8 * 86400.0

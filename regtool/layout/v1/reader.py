@@ -65,7 +65,7 @@ class V1Reader(ForeignNotes):
                     found.append(Repository(f"{namespace.name}/{repo.name}"))
         return found
 
-    def tags(self, repository: str) -> list[TagLink]:
+    def tags(self, repository: str, *, pushed: bool = False) -> list[TagLink]:
         result = []
         for entry in self.driver.list(paths.repository_dir(repository)):
             tag = paths.tag_name(entry.name)
@@ -79,13 +79,20 @@ class V1Reader(ForeignNotes):
                 continue
             content = raw.decode("ascii", "replace").strip()
             if is_v1_id(content):
-                result.append(TagLink(repository, tag, content, path))
+                when = self._mtime(path) if pushed else None
+                result.append(TagLink(repository, tag, content, path, None, when))
             elif tag.endswith("_json") and content.startswith("{"):
                 continue  # metadata of a tag whose name starts with '_' (tag_<rest>_json)
             else:
                 issue = Issue(path, f"tag file does not hold an image id: {content[:40]!r}")
                 result.append(TagLink(repository, tag, None, path, issue))
         return result
+
+    def _mtime(self, path: str) -> float | None:
+        try:
+            return self.driver.stat(path).mtime
+        except StorageError:
+            return None
 
     def prefetch(self) -> None:
         """Nothing to fetch ahead on a v1 tree."""

@@ -100,7 +100,7 @@ class V2Reader(ForeignNotes):
             )
         return ()
 
-    def tags(self, repository: str) -> list[TagLink]:
+    def tags(self, repository: str, *, pushed: bool = False) -> list[TagLink]:
         result = []
         issue: Issue | None
         base = paths.tags_dir(repository)
@@ -118,8 +118,15 @@ class V2Reader(ForeignNotes):
                 issue = None
             except LinkError as exc:
                 digest, issue = None, exc.issue
-            result.append(TagLink(repository, entry.name, digest, link, issue))
+            when = self._mtime(link) if pushed and digest is not None else None
+            result.append(TagLink(repository, entry.name, digest, link, issue, when))
         return result
+
+    def _mtime(self, path: str) -> float | None:
+        try:
+            return self.driver.stat(path).mtime
+        except StorageError:
+            return None
 
     def revisions(self, repository: str) -> list[tuple[str, str | None, Issue | None]]:
         """(link path, digest or None, issue) for every revision link of a repository."""
