@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from regtool.model.digest import short
+from regtool.model.units import human_size as human_size  # re-exported: the CLI's name
 
 
 class Format(StrEnum):
@@ -65,20 +66,6 @@ def note(message: str) -> None:
 
 def warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
-
-
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in _UNITS:
-        if value < 1024 or unit == _UNITS[-1]:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def short_id(ident: str | None) -> str:

@@ -32,6 +32,12 @@ class ImageConfig:
     variant: str | None
     diff_ids: tuple[str, ...]
     raw_history: tuple[dict[str, Any], ...]
+    # what a container of the image runs with (the config's `config` object); None: unset
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    working_dir: str | None = None
+    user: str | None = None
 
     @property
     def history(self) -> tuple[HistoryEntry, ...]:
@@ -57,6 +63,8 @@ def parse_config(raw: bytes) -> ImageConfig:
     rootfs = doc.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     history = doc.get("history")
+    run = doc.get("config")
+    run = run if isinstance(run, dict) else {}
     return ImageConfig(
         created=_str(doc.get("created")),
         os=_str(doc.get("os")),
@@ -66,7 +74,19 @@ def parse_config(raw: bytes) -> ImageConfig:
         raw_history=tuple(h for h in history if isinstance(h, dict))
         if isinstance(history, list)
         else (),
+        entrypoint=_strings(run.get("Entrypoint")),
+        cmd=_strings(run.get("Cmd")),
+        env=_strings(run.get("Env")) or (),
+        working_dir=_str(run.get("WorkingDir")),
+        user=_str(run.get("User")),
     )
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    """A JSON list of strings (others dropped) as a tuple; anything else None."""
+    if not isinstance(value, list):
+        return None
+    return tuple(item for item in value if isinstance(item, str))
 
 
 def _history(doc: dict[str, Any]) -> HistoryEntry:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from regtool.errors import UnreadableError, UsageError
 from regtool.layout.reader import Image, RegistryReader
-from regtool.ops.inventory import take_inventory
+from regtool.ops.inventory import Inventory, take_inventory
 from regtool.ops.resolve import resolve_reference
 
 DEFAULT_PLATFORM = "linux/amd64"
@@ -41,9 +41,17 @@ class LayersReport:
         return sum(layer.size for layer in self.layers)
 
 
-def image_layers(reader: RegistryReader, ref: str, platform: str | None = None) -> LayersReport:
+def image_layers(
+    reader: RegistryReader,
+    ref: str,
+    platform: str | None = None,
+    inventory: Inventory | None = None,
+) -> LayersReport:
+    """The layers of `ref` and who shares each; `inventory`: one already taken (the server's
+    summary), else this takes one."""
     target = resolve_reference(reader, ref)
-    inventory = take_inventory(reader)
+    if inventory is None:
+        inventory = take_inventory(reader)
     resolved = reader.resolve(target.repository, target.digest)
     if not resolved.images:
         detail = "; ".join(str(i) for i in resolved.issues) or "nothing readable"
@@ -102,3 +110,32 @@ def _pick(images: tuple[Image, ...], is_index: bool, platform: str | None) -> Im
         if image.platform == DEFAULT_PLATFORM:
             return image
     return images[0]
+
+
+def report_document(report: LayersReport) -> dict[str, object]:
+    """The documented JSON shape of `regtool layers --format json` (README: JSON contract),
+    which the web page's image endpoint serves as well."""
+    return {
+        "reference": report.reference,
+        "repository": report.repository,
+        "tag": report.tag,
+        "digest": report.digest,
+        "manifest": report.manifest,
+        "media_type": report.media_type,
+        "platform": report.platform,
+        "platforms": list(report.platforms),
+        "config": report.config,
+        "size": report.size,
+        "layers": [
+            {
+                "digest": layer.digest,
+                "size": layer.size,
+                "media_type": layer.media_type,
+                "diff_id": layer.diff_id,
+                "created_by": layer.created_by,
+                "shared_with": list(layer.shared_with),
+            }
+            for layer in report.layers
+        ],
+        "warnings": list(report.warnings),
+    }

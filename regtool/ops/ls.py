@@ -60,7 +60,13 @@ def list_tags_with_totals(
     reader: RegistryReader, pattern: str | None = None
 ) -> tuple[tuple[TagRow, ...], Totals]:
     """list_tags, and the totals over the tags it lists."""
-    inventory = take_inventory(reader)
+    return tag_rows_with_totals(take_inventory(reader), pattern)
+
+
+def tag_rows_with_totals(
+    inventory: Inventory, pattern: str | None = None
+) -> tuple[tuple[TagRow, ...], Totals]:
+    """The rows and totals of list_tags_with_totals, from an inventory already taken."""
     rows = tag_rows(inventory, pattern)
     blobs: dict[str, int] = {}
     for tagged in inventory.tags:
@@ -107,7 +113,14 @@ def list_repositories_with_totals(
     reader: RegistryReader, pattern: str | None = None
 ) -> tuple[tuple[RepositoryRow, ...], Totals]:
     """list_repositories, and the totals over the repositories it lists."""
-    inventory = take_inventory(reader)
+    return repository_rows_with_totals(take_inventory(reader), pattern)
+
+
+def repository_rows_with_totals(
+    inventory: Inventory, pattern: str | None = None
+) -> tuple[tuple[RepositoryRow, ...], Totals]:
+    """The rows and totals of list_repositories_with_totals, from an inventory already taken
+    (the server's summary takes one and derives both listings from it)."""
     owners: dict[str, set[str]] = {}
     needs: dict[str, dict[str, int]] = {}
     by_repo: dict[str, list[TaggedImage]] = {}

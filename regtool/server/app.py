@@ -16,7 +16,17 @@ from regtool.layout.detect import holds_nothing
 from regtool.layout.store import open_storage
 from regtool.layout.v2 import paths
 from regtool.server.auth import LoginThrottle
-from regtool.server.handlers import blobs, catalog, manifests, referrers, tags, uploads, v1
+from regtool.server.handlers import (
+    blobs,
+    catalog,
+    manifests,
+    referrers,
+    tags,
+    ui,
+    uiapi,
+    uploads,
+    v1,
+)
 from regtool.server.handlers.context import Context, Options
 from regtool.server.http import ApiError, Request, Response
 from regtool.server.routes import route
@@ -46,6 +56,14 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("v1_tag", "GET"): v1.tag,
     ("v1_repository_images", "GET"): v1.repository_images,
     ("v1_image", "GET"): v1.image,
+    # the web page (read-only): `/` for a browser, its pages, files and JSON below /ui
+    ("root", "GET"): ui.root,
+    ("ui_page", "GET"): ui.page,
+    ("ui_static", "GET"): ui.static,
+    ("ui_summary", "GET"): uiapi.summary,
+    ("ui_repositories", "GET"): uiapi.repositories,
+    ("ui_repository", "GET"): uiapi.repository,
+    ("ui_image", "GET"): uiapi.image,
 }
 NAMED = frozenset({"tags", "manifest", "blob", "uploads", "upload", "referrers"})
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -97,7 +115,7 @@ class App:
         match = route(req.path)
         handler = HANDLERS.get((match.endpoint, "GET" if req.method == "HEAD" else req.method))
         if handler is None:
-            if match.endpoint == "not_found":
+            if match.endpoint in ("not_found", "root"):  # `/` is the page's for GET only
                 raise ApiError("NOT_FOUND", detail={"path": req.path[:200]})
             raise ApiError(
                 "UNSUPPORTED",

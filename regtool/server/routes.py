@@ -28,6 +28,20 @@ V1_REPOSITORY_TABLE: tuple[tuple[tuple[str | None, ...], str], ...] = (
 )
 V1_IMAGE_FILES = frozenset({"json", "ancestry", "layer"})
 
+# the web page (below /ui): its pages, its static files and the JSON it reads.
+# (leading elements, endpoint, how the rest reads): "" nothing more, "name" a repository
+# name, "file" one element (ref), "image" a name then a tag or digest (ref)
+UI_TABLE: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    ((), "ui_page", ""),
+    (("repository",), "ui_page", "name"),
+    (("image",), "ui_page", "image"),
+    (("static",), "ui_static", "file"),
+    (("api", "summary"), "ui_summary", ""),
+    (("api", "repositories"), "ui_repositories", ""),
+    (("api", "repository"), "ui_repository", "name"),
+    (("api", "image"), "ui_image", "image"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -50,6 +64,29 @@ def route(path: str) -> Match:
         return _match_tail(rest.split("/"), V2_TABLE)
     if path.startswith("/v1/"):
         return _route_v1(path[4:])
+    if path == "/":
+        return Match("root")
+    if path == "/ui" or path.startswith("/ui/"):
+        return _route_ui(path[4:])
+    return NOT_FOUND
+
+
+def _route_ui(rest: str) -> Match:
+    parts = rest.split("/")
+    if parts and parts[-1] == "":
+        parts.pop()  # a trailing slash
+    for head, endpoint, shape in UI_TABLE:
+        if tuple(parts[: len(head)]) != head:
+            continue
+        tail = parts[len(head) :]
+        if shape == "" and not tail:
+            return Match(endpoint)
+        if shape == "name" and tail:
+            return Match(endpoint, "/".join(tail))
+        if shape == "file" and len(tail) == 1:
+            return Match(endpoint, ref=tail[0])
+        if shape == "image" and len(tail) >= 2:
+            return Match(endpoint, "/".join(tail[:-1]), tail[-1])
     return NOT_FOUND
 
 

@@ -11,7 +11,7 @@ from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
 from regtool.ops.inventory import short_name
-from regtool.ops.layers import LayersReport, image_layers
+from regtool.ops.layers import LayersReport, image_layers, report_document
 
 SHOWN_SHARERS = 4
 
@@ -36,25 +36,7 @@ def layers(
     report = image_layers(reader_for(root, config), ref, platform)
     for warning in report.warnings:
         out.warn(warning)
-    out.emit(_contract(report), fmt, lambda: _table(report))
-
-
-def _contract(report: LayersReport) -> dict[str, object]:
-    """The documented JSON shape (see README: JSON contract)."""
-    return {
-        "reference": report.reference,
-        "repository": report.repository,
-        "tag": report.tag,
-        "digest": report.digest,
-        "manifest": report.manifest,
-        "media_type": report.media_type,
-        "platform": report.platform,
-        "platforms": list(report.platforms),
-        "config": report.config,
-        "size": report.size,
-        "layers": out.plain(report.layers),
-        "warnings": list(report.warnings),
-    }
+    out.emit(report_document(report), fmt, lambda: _table(report))
 
 
 def _table(report: LayersReport) -> str:

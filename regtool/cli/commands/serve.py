@@ -28,6 +28,7 @@ from regtool.server.stdlib import (
     RegistryServer,
     serve_until_signalled,
 )
+from regtool.server.summary import Summaries
 
 DEFAULT_ADDR = "127.0.0.1:5000"
 
@@ -117,6 +118,8 @@ def serve(
     (/v1/search, tags, image json/ancestry/layer) work, v2 reads answer NAME_UNKNOWN and
     v2 writes 405 UNSUPPORTED (run `regtool migrate` first). One access-log line per
     request goes to stderr. Ctrl-C or SIGTERM stops it after the requests in flight finish.
+    A browser opening the server's URL gets a read-only web page (same credentials as
+    the API): what is stored, what it costs, what shares what (`/ui/`).
 
     Example:
 
@@ -144,6 +147,7 @@ def serve(
     )
     users = htpasswd or settings.htpasswd
     auth = Htpasswd(users, settings.realm or "regtool") if users is not None else None
+    ctx.summaries = Summaries(ctx.store)  # the web page's summary, started once listening
     app = App(ctx, auth, headers=dict(settings.headers))
     limit = max_connections or settings.max_connections or MAX_CONNECTIONS
     idle = idle_timeout or settings.idle_timeout or IDLE_TIMEOUT
@@ -163,6 +167,8 @@ def serve(
         ) from None
 
     def announce() -> None:
+        assert ctx.summaries is not None
+        ctx.summaries.start()
         sys.stdout.write(f"listening on {server.url}\n")
         sys.stdout.flush()
         if ctx.layout == "v1":

@@ -83,4 +83,5 @@ def delete_blob(ctx: Context, req: Request, name: str, ref: str) -> Response:
         if not ctx.blob_linked(name, digest):
             raise ApiError("BLOB_UNKNOWN", detail={"digest": digest})
         ctx.writer.unlink_blob(name, digest)
+    ctx.changed()
     return empty(202, {"Docker-Content-Digest": digest})

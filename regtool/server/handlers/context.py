@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regtool.layout.store import LockTimeout, Store
 from regtool.layout.v1.reader import V1Reader
@@ -19,7 +19,10 @@ from regtool.model.digest import DigestError, parse_digest
 from regtool.model.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
 from regtool.model.reference import valid_name, valid_tag
 from regtool.server.http import ApiError
-from regtool.storage.driver import PathNotFound, TooLarge
+from regtool.storage.driver import PathNotFound, StorageError, TooLarge
+
+if TYPE_CHECKING:
+    from regtool.server.summary import Summaries
 
 LOCK_TIMEOUT = 5.0
 MANIFEST_CACHE_BYTES = 64 * 1024 * 1024
@@ -64,6 +67,8 @@ class Context:
         self._manifest_bytes = 0
         # repo -> (signature of its revisions folder, subject digest -> referrer digests)
         self.referrers_cache: dict[str, tuple[object, dict[str, list[dict[str, Any]]]]] = {}
+        # the web page's storage summary, kept up to date in the background (serve starts it)
+        self.summaries: Summaries | None = None
 
     # -- validation ----------------------------------------------------------------------
     @staticmethod
@@ -161,6 +166,20 @@ class Context:
                 self._manifests[digest] = entry
                 self._manifest_bytes += len(raw)
         return entry
+
+    def tag_pushed(self, name: str, tag: str) -> float | None:
+        """When the tag was last written (its current link's mtime), None where unknown."""
+        if self.layout == "v1":
+            return None
+        try:
+            return self.driver.stat(paths.tag_current_link(name, tag)).mtime
+        except (StorageError, OSError):  # a date the page shows: never worth an error
+            return None
+
+    def changed(self) -> None:
+        """A write committed: the summary is computed again in the background (never now)."""
+        if self.summaries is not None:
+            self.summaries.changed()
 
     def forget_tags(self, name: str) -> None:
         with self._mutex:

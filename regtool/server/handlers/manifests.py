@@ -101,6 +101,7 @@ def put_manifest(ctx: Context, req: Request, name: str, ref: str) -> Response:
             ctx.writer.link_blob(name, digest)
         ctx.forget_tags(name)
     ctx.remember_manifest(digest, raw)
+    ctx.changed()
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
     if manifest.subject is not None:
         headers["OCI-Subject"] = manifest.subject.digest
@@ -194,4 +195,5 @@ def delete_manifest(ctx: Context, req: Request, name: str, ref: str) -> Response
                 raise ApiError("MANIFEST_UNKNOWN", detail={"tag": tag})
             ctx.writer.untag(name, tag)
         ctx.forget_tags(name)
+    ctx.changed()
     return empty(202)
