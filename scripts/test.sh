@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(docker-registry skopeo podman openssl)
 # the real S3 store of scripts/rgw.py (Ceph RGW), installed without recommends
 CEPH_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common python3-rados uuid-runtime)
+# the web page's browser tests: Debian's chromium, driven by Playwright (never downloaded)
+BROWSER_PACKAGES=(chromium)
 missing=()
 for tool in docker-registry skopeo podman openssl ceph-mon ceph-osd radosgw radosgw-admin \
-    monmaptool uuidgen; do
+    monmaptool uuidgen chromium; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
@@ -19,8 +21,9 @@ if ((${#missing[@]})); then
         apt-get update -qq
         apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
         apt-get install -y -qq --no-install-recommends "${CEPH_PACKAGES[@]}" >/dev/null
+        apt-get install -y -qq --no-install-recommends "${BROWSER_PACKAGES[@]}" >/dev/null
     else
-        echo "missing: ${missing[*]}; install them: sudo apt-get install ${APT_PACKAGES[*]} ${CEPH_PACKAGES[*]}" >&2
+        echo "missing: ${missing[*]}; install them: sudo apt-get install ${APT_PACKAGES[*]} ${CEPH_PACKAGES[*]} ${BROWSER_PACKAGES[*]}" >&2
         exit 3
     fi
 fi

@@ -52,14 +52,17 @@ class Store:
         sign = getattr(self.driver, "sign", None)
         return sign(path, seconds) if sign is not None else None
 
-    def reread(self) -> RegistryReader:
+    def reread(self, *, forks: bool = True) -> RegistryReader:
         """A reader over the same storage with nothing cached: what it read before, and an
-        object store's listing, may have changed since."""
+        object store's listing, may have changed since. `forks=False`: its scans never fork
+        worker processes (a reader used from a thread of a running server)."""
         from regtool.storage.snapshot import Snapshot
 
         driver = self.reader.driver
         if isinstance(driver, Snapshot):
             driver = driver.fresh()
+        elif isinstance(driver, FilesystemDriver) and driver.forks and not forks:
+            driver = FilesystemDriver(driver.root, readonly=True, fsync=False, forks=False)
         return reader_for(driver, self.reader.layout, self.root)
 
     def bulk_reader(self) -> RegistryReader:

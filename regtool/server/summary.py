@@ -85,7 +85,7 @@ EMPTY = Summary("v2", 0, 0, 0, 0, 0, 0, 0, None, None, None, None, None, None, N
 
 def listing_summary(store: Store, started: float) -> Summary:
     """The `ls` half: tags, repositories and their totals, from one inventory."""
-    inventory = take_inventory(store.reread())
+    inventory = take_inventory(store.reread(forks=False))
     tag_rows, tag_totals = tag_rows_with_totals(inventory)
     repo_rows, repo_totals = repository_rows_with_totals(inventory)
     now = time.time()
@@ -138,8 +138,8 @@ def compute_summary(store: Store, partial: Callable[[Summary], None] | None = No
     listing = listing_summary(store, started)
     if partial is not None:
         partial(listing)
-    plain = plan_gc(store.reread(), GcOptions())
-    untagged = plan_gc(store.reread(), GcOptions(delete_untagged=True))
+    plain = plan_gc(store.reread(forks=False), GcOptions())
+    untagged = plan_gc(store.reread(forks=False), GcOptions(delete_untagged=True))
     return with_gc(listing, plain, untagged)
 
 

@@ -48,9 +48,12 @@ if TYPE_CHECKING:
 class FilesystemDriver:
     """Bytes under `root`. With `readonly=True` every write raises (ls/layers/verify use that)."""
 
-    forks = True  # a forked child may go on reading through it
-
-    def __init__(self, root: Path | str, *, readonly: bool = False, fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path | str, *, readonly: bool = False, fsync: bool = True, forks: bool = True
+    ) -> None:
+        # a forked child may go on reading through it; False where forking is unsafe (a
+        # thread of a running server: locks other threads hold would stay held in the child)
+        self.forks = forks
         self.root = Path(root)
         self._prefix = str(self.root) + os.sep
         self.readonly = readonly

@@ -113,3 +113,15 @@ def test_exclusive_lock_times_out_after_the_timeout(v2_root: Path) -> None:
 def test_gc_refuses_a_read_only_store(v2_root: Path) -> None:
     with pytest.raises(ValueError, match="writable=True"):
         collect_garbage(open_storage(v2_root), GcOptions(grace=0))
+
+
+def test_a_reread_for_a_server_thread_never_forks_workers(v2_root):
+    """gc and ls fork worker processes on big local trees; a server's background thread must
+    not (the child would inherit locks other threads hold)."""
+    from regtool.layout.store import open_storage
+
+    store = open_storage(v2_root)
+    assert store.reread().driver.forks is True
+    quiet = store.reread(forks=False)
+    assert quiet.driver.forks is False
+    assert [r.name for r in quiet.repositories()] == [r.name for r in store.reader.repositories()]
