@@ -42,7 +42,9 @@ def _version(value: bool) -> None:
 def _root_callback(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     """Exit codes: 0 ok, 1 problems found or refused for safety, 2 usage, 3 operational."""
@@ -73,7 +75,7 @@ def _requested(argv: list[str]) -> list[str] | None:
     for word in argv:
         if not word.startswith("-"):
             return [word] if word in COMMANDS else None
-        if word == "--version":
+        if word in ("--version", "-V"):
             return []
         if word in ("-h", "--help"):
             return None

@@ -68,6 +68,15 @@ def warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
 
 
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """`1 entry`, `2 entries`: a number and its noun, in the right number."""
+    return f"{n:,} {singular if n == 1 else plural or singular + 's'}"
+
+
+def entries(n: int) -> str:
+    return count(n, "entry", "entries")
+
+
 def short_id(ident: str | None) -> str:
     return short(ident) if ident else "-"
 

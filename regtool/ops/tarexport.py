@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from regtool.errors import UnreadableError, UsageError
+from regtool.errors import OperationalError, UnreadableError, UsageError
 from regtool.layout.reader import RegistryReader
 from regtool.layout.v2 import paths as v2paths
 from regtool.layout.v2.reader import V2Reader
@@ -93,6 +93,9 @@ def export_images(
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             total = _write_tar(tar, reader, chosen, written, images)
         os.replace(tmp, output)
+    except OSError as exc:  # the file asked for, never its temporary name
+        tmp.unlink(missing_ok=True)
+        raise OperationalError(f"cannot write {output}: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -65,7 +65,7 @@ def test_gc_dry_run_prints_the_plan_as_json_and_writes_nothing(run, v2, place_of
 def test_gc_dry_run_table_shows_kind_size_and_total(run, v2, place_of):
     result = run(*place_of(v2).args, "--dry-run", "--grace", "0")
     assert result.exit_code == 0
-    assert "blob" in result.stdout and "would delete 1 entries, 14 B" in result.stdout
+    assert "blob" in result.stdout and "would delete 1 entry, 14 B" in result.stdout
 
 
 def test_gc_without_yes_and_without_a_terminal_refuses_with_exit_2(run, v2, place_of):
@@ -81,9 +81,9 @@ def test_gc_asks_on_a_terminal_and_deletes_on_yes(run, v2, monkeypatch, place_of
     place = place_of(v2)
     result = run(*place.args, "--grace", "0", input="y\n")
     assert result.exit_code == 0, result.output
-    assert "Delete these 1 entries" in result.stderr
+    assert "Delete 1 entry (14 B)?" in result.stderr
     assert not place.has(v2paths.blob_data(ORPHAN_DIGEST))
-    assert "deleted 1 entries" in result.stdout
+    assert "deleted 1 entry" in result.stdout
 
 
 def test_gc_asks_on_a_terminal_and_keeps_everything_on_no(run, v2, monkeypatch, place_of):

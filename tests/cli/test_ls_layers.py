@@ -23,9 +23,22 @@ def run():
     return invoke
 
 
-def test_version(run):
-    result = run("--version")
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(run, flag):
+    result = run(flag)
     assert result.exit_code == 0 and result.stdout.strip() == f"regtool {__version__}"
+
+
+def test_layers_by_digest_names_the_digest_once(run, v2_root):
+    rows = json.loads(run("ls", "busybox", "--root", str(v2_root), "-f", "json").stdout)
+    digest = rows[0]["digest"]
+    for ref in (f"busybox@{digest}", f"busybox@{digest[7:19]}"):
+        first = run("layers", ref, "--root", str(v2_root)).stdout.splitlines()[0]
+        assert first == f"busybox@{digest}"
+    first = run("layers", "busybox", "--root", str(v2_root)).stdout.splitlines()[0]
+    assert first == f"busybox:latest  {digest}"
+    last = run("layers", "busybox", "--root", str(v2_root)).stdout.splitlines()[-1]
+    assert last == "1 layer, 3.0 KiB"  # not "1 layers"
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -80,6 +80,15 @@ def test_export_of_an_unknown_reference_is_a_usage_error(migrated, tmp_path):
     assert not (tmp_path / "x.tar").exists()
 
 
+def test_export_into_a_missing_folder_names_the_file_asked_for(migrated, tmp_path):
+    target = tmp_path / "missing" / "x.tar"
+    result = run("export", "busybox", "-o", str(target), "--root", str(migrated))
+    assert result.exit_code == 3
+    first = result.stderr.splitlines()[0]
+    assert first == f"Error: cannot write {target}: No such file or directory"
+    assert ".tmp" not in result.stderr
+
+
 def test_layers_that_expand_to_gigabytes_import_in_bounded_memory(tmp_path):
     """1 GiB of zeros as bzip2 (under 1 KiB) and 2 GiB as gzip (2 MiB): legitimate layers,
     imported without ever holding more than a few MiB of them (peak RSS under 300 MB)."""

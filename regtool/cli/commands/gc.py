@@ -90,7 +90,7 @@ def gc(
         _after_sweep(plan, config, (), dry_run=True)
         return
     confirm(
-        f"Delete these {len(plan.delete)} entries ({out.human_size(plan.bytes)})?",
+        f"Delete {out.entries(len(plan.delete))} ({out.human_size(plan.bytes)})?",
         dry_run=dry_run,
         yes=yes,
     )
@@ -138,7 +138,7 @@ def _emit(plan: GcPlan, fmt: Format, verb: str) -> None:
 
 def _table(plan: GcPlan, verb: str) -> str:
     rows = [[e.kind, _short(e), out.human_size(e.size), short_path(e.path)] for e in plan.delete]
-    summary = f"{verb} {len(plan.delete)} entries, {out.human_size(plan.bytes)}"
+    summary = f"{verb} {out.entries(len(plan.delete))}, {out.human_size(plan.bytes)}"
     kept = ""
     if plan.kept_recent:
         kept += f"; kept {plan.kept_recent} newer than the grace window"

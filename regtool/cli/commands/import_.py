@@ -87,7 +87,7 @@ def _table(result: ImportResult) -> str:
     ]
     table = out.grid(rows, ["IMAGE", "MANIFEST", "LAYERS", "SIZE", "STATUS"])
     total = (
-        f"{len(result.images)} image(s) from {result.format} tarball: "
+        f"{out.count(len(result.images), 'image')} from {result.format} tarball: "
         f"{result.blobs_written} blobs written ({out.human_size(result.bytes_written)}) "
         f"in {result.seconds:.1f} s"
     )

@@ -41,7 +41,7 @@ def layers(
 
 def _table(report: LayersReport) -> str:
     title = f"{short_name(report.repository)}:{report.tag}" if report.tag else report.reference
-    head = f"{title}  {report.digest}"
+    head = title if report.digest in title else f"{title}  {report.digest}"  # digest once
     if report.platform:
         head += f"  {report.platform} ({report.manifest})"
     body = []
@@ -60,5 +60,5 @@ def _table(report: LayersReport) -> str:
             ]
         )
     table = out.grid(body, ["#", "LAYER", "SIZE", "CREATED BY", "SHARED WITH"])
-    total = f"{len(report.layers)} layers, {out.human_size(report.size)}"
+    total = f"{out.count(len(report.layers), 'layer')}, {out.human_size(report.size)}"
     return f"{head}\n{table}\n{total}"

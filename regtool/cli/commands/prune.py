@@ -107,7 +107,7 @@ def prune(
         _after_sweep(plan.sweep, config, (), dry_run=True)
         return
     confirm(
-        f"Delete these {len(plan.delete)} entries ({out.human_size(plan.bytes)})?",
+        f"Delete {out.entries(len(plan.delete))} ({out.human_size(plan.bytes)})?",
         dry_run=dry_run,
         yes=yes,
     )
@@ -165,7 +165,7 @@ def _table(plan: PrunePlan, verb: str) -> str:
     tags = sum(1 for entry in plan.tags if entry.kind == "tag")
     summary = (
         f"{verb} {tags} tags and {manifests} manifests in {len(plan.repos)} repositories; "
-        f"{len(plan.delete)} entries, {out.human_size(plan.bytes)} freed"
+        f"{out.entries(len(plan.delete))}, {out.human_size(plan.bytes)} freed"
     )
     if plan.sweep.kept_recent:
         summary += f"; kept {plan.sweep.kept_recent} newer than the grace window"

@@ -63,7 +63,11 @@ def restore_command(
     if dry_run or not plan.restore:
         _exit(plan, ())
         return
-    confirm(f"Restore these {len(plan.restore)} entries?", dry_run=dry_run, yes=yes)
+    confirm(
+        f"Restore {out.entries(len(plan.restore))}?",
+        dry_run=dry_run,
+        yes=yes,
+    )
     result = restore(store, file, shown=plan)
     for item in result.skipped:
         out.note(f"left {item.kind} {item.id}: it changed before the lock was taken")
@@ -104,7 +108,7 @@ def _table(plan: RestorePlan, verb: str) -> str:
     rows = [[i.kind, _short(i.id), "restore", ""] for i in plan.restore]
     rows += [[i.kind, _short(i.id), "drift", i.reason] for i in plan.drift]
     rows += [[i.kind, _short(i.id), "lost", i.reason] for i in plan.lost]
-    summary = f"{verb} {len(plan.restore)} entries from journal {plan.journal}"
+    summary = f"{verb} {out.entries(len(plan.restore))} from journal {plan.journal}"
     extra = []
     if plan.present:
         extra.append(f"{len(plan.present)} already present")

@@ -78,7 +78,7 @@ def rm(
     _emit(plan, fmt, "would remove" if dry_run else "to remove")
     if dry_run or not plan.delete:
         return
-    confirm(f"Remove these {len(plan.delete)} entries?", dry_run=dry_run, yes=yes)
+    confirm(f"Remove {out.entries(len(plan.delete))}?", dry_run=dry_run, yes=yes)
     result = remove(store, refs, manifest=drop, shown=plan)
     for entry in result.skipped:
         out.note(f"left {entry.kind} {entry.id}: it changed before the lock was taken")
@@ -133,4 +133,4 @@ def _table(plan: RmPlan, verb: str) -> str:
     if not plan.delete:
         return "nothing to remove"
     rows = [[e.kind, short_path(e.id), short_path(e.path)] for e in plan.delete]
-    return out.grid(rows, ["KIND", "ID", "PATH"]) + f"\n{verb} {len(plan.delete)} entries"
+    return out.grid(rows, ["KIND", "ID", "PATH"]) + f"\n{verb} {out.entries(len(plan.delete))}"
