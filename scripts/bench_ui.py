@@ -25,19 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
+import browser  # noqa: E402
 from bench_ls import DEFAULT_ROOT, ensure_tree  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UP_FOR = 10.0  # seconds the server runs before the first page load
 TARGET = 2.0
 
@@ -47,9 +37,7 @@ def page_loads(url: str, runs: int) -> list[float]:
 
     times = []
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=ARGS, headless=True
-        )
+        context = browser.launch(playwright, profile)
         context.set_default_timeout(60_000)
         try:
             for _ in range(runs):

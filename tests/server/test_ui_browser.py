@@ -14,28 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright import sync_api  # the test extra; CI installs Debian's chromium
 
 from regtool.model.units import human_size
 from regtool.server.auth import set_password
 from tests.server.conftest import FIXTURE_V2, copy_fixture, subprocess_server
+from tests.support.scripts import load_script
 from tests.support.serve import REPO_ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+browser_lib = load_script("browser")
 TIMEOUT_MS = 20_000
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (test extra)")
-if not CHROMIUM.exists():
-    pytest.skip("apt-get install chromium", allow_module_level=True)
 
 
 def cli_json(root: Path, *args: str) -> list | dict:
@@ -53,13 +41,7 @@ def cli_json(root: Path, *args: str) -> list | dict:
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            args=ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 800},
-        )
+        context = browser_lib.launch(playwright, profile, viewport={"width": 1280, "height": 800})
         context.set_default_timeout(TIMEOUT_MS)
         try:
             yield context
