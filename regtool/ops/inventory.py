@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from regtool.layout.reader import Issue, RegistryReader, Repository, Resolved
+from regtool.model.references import Node, node_of, retained
 
 LIBRARY = "library/"
 PARALLEL_MIN_REPOSITORIES = 256
@@ -68,6 +69,12 @@ class Inventory:
     tags: tuple[TaggedImage, ...]
     # blob id -> indexes into `tags` of the tags that need it
     users: dict[str, list[int]] = field(repr=False)
+    # blob id -> repositories whose untagged manifests hold it (a plain gc keeps them)
+    held: dict[str, set[str]] = field(default_factory=dict, repr=False)
+
+    def exclusive_to_one_tag(self, blob: str) -> bool:
+        """Whether removing the one tag that needs `blob` would let a plain gc free it."""
+        return len(self.users[blob]) == 1 and blob not in self.held
 
     def labels_using(self, blob: str) -> list[str]:
         return [self.tags[i].label for i in self.users.get(blob, ())]
@@ -85,30 +92,59 @@ def summarize(resolved: Resolved) -> Needs:
     )
 
 
-# (repository, tag, digest, issue) per tag, and digest -> Needs
-Scan = tuple[list[tuple[str, str, str | None, Issue | None]], dict[str, Needs]]
+# (repository, tag, digest, issue) per tag, digest -> Needs, and blob -> the repositories
+# whose untagged manifests hold it
+Scan = tuple[list[tuple[str, str, str | None, Issue | None]], dict[str, Needs], dict[str, set[str]]]
 
 
 def _scan(reader: RegistryReader, names: list[str]) -> Scan:
-    """Tags of `names` and the needs of every digest they point to."""
+    """Tags of `names`, the needs of every digest they point to, and the blobs their
+    repositories' untagged manifests hold."""
     tags: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
+    held: dict[str, set[str]] = {}
     for name in names:
+        roots = []
         for link in reader.tags(name):
             tags.append((name, link.tag, link.digest, link.issue))
-            if link.digest is not None and link.digest not in needs:
-                needs[link.digest] = summarize(reader.resolve(name, link.digest, detail=False))
-    return tags, needs
+            if link.digest is not None:
+                roots.append(link.digest)
+                if link.digest not in needs:
+                    resolved = reader.resolve(name, link.digest, detail=False)
+                    needs[link.digest] = summarize(resolved)
+        for digest in _untagged(reader, name, roots):
+            for blob in summarize(reader.resolve(name, digest, detail=False)).blobs:
+                held.setdefault(blob, set()).add(name)
+    return tags, needs, held
+
+
+def _untagged(reader: RegistryReader, name: str, roots: list[str]) -> list[str]:
+    """The manifests of `name` that a plain gc keeps though no tag needs them: stored
+    revisions no tag reaches (through index children) and that are no referrer of what a
+    tag reaches (those go with their subject). v1 has none: gc frees untagged images."""
+    revisions = getattr(reader, "revisions", None)
+    if revisions is None:
+        return []
+    stored = [digest for _, digest, _ in revisions(name) if digest is not None]
+
+    def load(digest: str) -> Node | None:
+        manifest = reader.manifest(digest)  # type: ignore[attr-defined]
+        return None if isinstance(manifest, Issue) else node_of(manifest)
+
+    kept = retained(roots, stored, load)
+    return [digest for digest in stored if digest not in kept]
 
 
 _WORKER_READER: RegistryReader | None = None
 
 
-def _scan_in_worker(names: list[str]) -> tuple[list[tuple], dict[str, tuple]]:
+def _scan_in_worker(
+    names: list[str],
+) -> tuple[list[tuple], dict[str, tuple], dict[str, set[str]]]:
     """A worker's share, as plain tuples: they pickle several times faster than dataclasses."""
     assert _WORKER_READER is not None
-    tags, needs = _scan(_WORKER_READER, names)
-    return tags, {digest: _as_tuple(n) for digest, n in needs.items()}
+    tags, needs, held = _scan(_WORKER_READER, names)
+    return tags, {digest: _as_tuple(n) for digest, n in needs.items()}, held
 
 
 def _as_tuple(needs: Needs) -> tuple:
@@ -129,35 +165,46 @@ def _parallel_scan(reader: RegistryReader, names: list[str], workers: int) -> Sc
     chunks = [names[i : i + size] for i in range(0, len(names), size)]
     tags: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
+    held: dict[str, set[str]] = {}
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for chunk_tags, chunk_needs in pool.map(_scan_in_worker, chunks):
+            for chunk_tags, chunk_needs, chunk_held in pool.map(_scan_in_worker, chunks):
                 tags.extend(chunk_tags)
+                for blob, holders in chunk_held.items():
+                    held.setdefault(blob, set()).update(holders)
                 for digest, fields in chunk_needs.items():
                     needs[digest] = Needs(*fields)
     finally:
         _WORKER_READER = None
-    return tags, needs
+    return tags, needs, held
 
 
 def _streamed_scan(
     windows: Iterator[tuple[list[Repository], RegistryReader]],
-) -> tuple[tuple[Repository, ...], list[tuple[str, str, str | None, Issue | None]], dict]:
+) -> tuple[
+    tuple[Repository, ...],
+    list[tuple[str, str, str | None, Issue | None]],
+    dict[str, Needs],
+    dict[str, set[str]],
+]:
     """Each window's repositories scanned with the window's own reader, in name order at
     the end (windows come in key order: `a/0b` lists before `a`)."""
     repositories: list[Repository] = []
     scanned: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
+    held: dict[str, set[str]] = {}
     for repos, reader in windows:
         repositories.extend(repos)
-        tags, found = _scan(reader, [repo.name for repo in repos])
+        tags, found, holding = _scan(reader, [repo.name for repo in repos])
         scanned.extend(tags)
+        for blob, holders in holding.items():
+            held.setdefault(blob, set()).update(holders)
         for digest, need in found.items():
             needs.setdefault(digest, need)
     repositories.sort(key=lambda repo: repo.name)
     scanned.sort(key=lambda row: row[0])  # stable: tags keep their order in a repository
-    return tuple(repositories), scanned, needs
+    return tuple(repositories), scanned, needs, held
 
 
 def _workers(repositories: int, reader: RegistryReader) -> int:
@@ -172,16 +219,16 @@ def take_inventory(reader: RegistryReader) -> Inventory:
     """Resolve every tag of every repository (each manifest digest once)."""
     streamed = reader.windows(configs=True)
     if streamed is not None:  # an object store: a window of repositories at a time
-        repositories, scanned, needs = _streamed_scan(streamed)
+        repositories, scanned, needs, held = _streamed_scan(streamed)
     else:
         repositories = tuple(reader.repositories())
         names = [repo.name for repo in repositories]
         reader.prefetch()
         workers = _workers(len(names), reader)
         if workers > 1:
-            scanned, needs = _parallel_scan(reader, names, workers)
+            scanned, needs, held = _parallel_scan(reader, names, workers)
         else:
-            scanned, needs = _scan(reader, names)
+            scanned, needs, held = _scan(reader, names)
     tagged: list[TaggedImage] = []
     users: dict[str, list[int]] = {}
     for repository, tag, digest, issue in scanned:
@@ -196,4 +243,4 @@ def take_inventory(reader: RegistryReader) -> Inventory:
                 users[blob].append(index)
             else:
                 users[blob] = [index]
-    return Inventory(reader.layout, repositories, tuple(tagged), users)
+    return Inventory(reader.layout, repositories, tuple(tagged), users, held)

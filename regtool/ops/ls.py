@@ -77,7 +77,6 @@ def tag_rows_with_totals(
 
 def tag_rows(inventory: Inventory, pattern: str | None = None) -> tuple[TagRow, ...]:
     rows = []
-    users = inventory.users
     for tagged in inventory.tags:
         if not matches(tagged.repository, pattern):
             continue
@@ -91,7 +90,7 @@ def tag_rows(inventory: Inventory, pattern: str | None = None) -> tuple[TagRow, 
                 media_type=needs.media_type if needs else None,
                 platforms=needs.platforms if needs else (),
                 size=sum(blobs.values()),
-                exclusive=sum(size for blob, size in blobs.items() if len(users[blob]) == 1),
+                exclusive=sum(s for b, s in blobs.items() if inventory.exclusive_to_one_tag(b)),
                 created=needs.created if needs else None,
                 layers=needs.layers if needs else 0,
                 warnings=tuple(str(issue) for issue in tagged.issues),
@@ -130,6 +129,9 @@ def repository_rows_with_totals(
         needs.setdefault(tagged.repository, {}).update(blobs)
         for blob in blobs:
             owners.setdefault(blob, set()).add(tagged.repository)
+    for blob, holders in inventory.held.items():  # untagged manifests a plain gc keeps
+        if blob in owners:
+            owners[blob] |= holders
     rows = []
     listed: dict[str, int] = {}
     for repo in inventory.repositories:

@@ -16,6 +16,7 @@ from tests.support.refregistry import ALL_MANIFEST_TYPES, http_request, referenc
 from tests.support.v2tree import put_blob, put_link
 
 ACCEPT = ", ".join(ALL_MANIFEST_TYPES)
+EXPECTED = json.loads((V2_FIXTURE / "EXPECTED.json").read_text())
 
 
 def in_bucket(root: Path, rgw: object, folder: Path) -> object:
@@ -86,13 +87,26 @@ def reference_view(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
                     for desc in [body["config"], *body["layers"]]:
                         blobs[desc["digest"]] = _blob_size(reg.url, repo, desc["digest"])
                 view[f"{repo}:{tag}"] = {"digest": digest, "blobs": blobs, "platforms": platforms}
+        # untagged manifests a plain gc keeps (an artifact of a tagged image goes with it)
+        held: set[str] = set()
+        for repo, manifests in EXPECTED["untagged"].items():
+            for entry in manifests:
+                if entry["digest"] == EXPECTED["artifact"]["digest"]:
+                    continue
+                body, _ = _get(f"{reg.url}/v2/{repo}/manifests/{entry['digest']}")
+                held |= {desc["digest"] for desc in [body["config"], *body["layers"]]}
+        view["@held"] = {"blobs": dict.fromkeys(held, 0)}
     return view
 
 
 def test_ls_v2_rows_match_the_reference_registry(v2_root, reference_view, tags_of):
+    """EXCLUSIVE: the blobs no other tag and no untagged manifest (which a plain gc keeps)
+    needs, i.e. what removing only that tag frees."""
     rows = {f"{r.repository}:{r.tag}": r for r in tags_of(v2_root)}
-    assert set(rows) == set(reference_view)
+    assert set(rows) == set(reference_view) - {"@held"}
     for label, ref in reference_view.items():
+        if label == "@held":
+            continue
         row = rows[label]
         assert row.digest == ref["digest"], label
         assert row.size == sum(ref["blobs"].values()), label
@@ -102,12 +116,21 @@ def test_ls_v2_rows_match_the_reference_registry(v2_root, reference_view, tags_o
         assert row.warnings == ()
 
 
-def test_ls_v2_untagged_and_artifact_manifests_hold_nothing(v2_root, reference_view, tags_of):
-    rows = tags_of(v2_root)
-    # the busybox tree keeps an untagged earlier revision: its blobs are in no row
-    assert sum(r.exclusive for r in rows if r.repository == "busybox") == sum(
-        reference_view["busybox:latest"]["blobs"].values()
-    )
+def test_ls_v2_an_untagged_manifest_keeps_shared_blobs_out_of_exclusive(
+    v2_root, reference_view, tags_of
+):
+    rows = {f"{r.repository}:{r.tag}": r for r in tags_of(v2_root)}
+    # busybox keeps an untagged earlier revision sharing the layer: a plain gc keeps that
+    # layer after `rm busybox:latest`, so it is not exclusive; its own blobs are in no row
+    busybox = reference_view["busybox:latest"]["blobs"]
+    held = reference_view["@held"]["blobs"]
+    assert set(busybox) & set(held)
+    assert rows["busybox:latest"].exclusive == sum(s for d, s in busybox.items() if d not in held)
+    assert rows["busybox:latest"].size == sum(busybox.values())
+    # an artifact of sshd:latest (an SBOM) goes with its subject: it holds nothing back
+    sshd = reference_view["sshd:latest"]["blobs"]
+    others = set().union(*(v["blobs"] for k, v in reference_view.items() if k != "sshd:latest"))
+    assert rows["sshd:latest"].exclusive == sum(s for d, s in sshd.items() if d not in others)
 
 
 def test_ls_v1_sizes_are_the_layer_files_of_the_ancestry(v1_root, v1_expected):
@@ -268,6 +291,21 @@ def _blob_users(reader, pattern=None, by_repository=False):
                 users.setdefault(blob, set()).add(owner)
                 if matches(repo.name, pattern):
                     sizes[blob] = size
+        if reader.layout == "v1":
+            continue  # v1 gc frees every image no tag reaches: nothing untagged stays
+        # an untagged manifest (no tag's, no tagged index's child, no artifact of a tagged
+        # image) is kept by a plain gc: what it holds is nobody's alone
+        tagged = {link.digest for link in reader.tags(repo.name)} - {None}
+        for digest in set(tagged):
+            manifest = reader.manifest(digest)
+            tagged |= {d.digest for d in getattr(manifest, "manifests", ())}
+        for _, digest, _ in reader.revisions(repo.name):
+            subject = getattr(reader.manifest(digest), "subject", None)
+            if digest in tagged or (subject is not None and subject.digest in tagged):
+                continue
+            owner = repo.name if by_repository else f"{repo.name}@{digest}"
+            for blob in reader.resolve(repo.name, digest).blobs():
+                users.setdefault(blob, set()).add(owner)
     return sizes, users
 
 
