@@ -159,9 +159,9 @@ def collect_garbage(
 ) -> GcResult:
     """Under the exclusive lock: plan again and delete what is garbage in both plans.
 
-    `store` is opened writable; the lock is waited for up to `wait` seconds. Without `shown` (no one saw a plan, e.g. `--yes`), the plan
-    made under the lock is deleted as is. A refused plan deletes nothing and is returned
-    as it is.
+    `store` is opened writable; the lock is waited for up to `wait` seconds. Without
+    `shown` (no one saw a plan, e.g. `--yes`), the plan made under the lock is deleted as
+    is. A refused plan deletes nothing and is returned as it is.
     """
     driver = writable_driver(store)
     try:
