@@ -59,8 +59,18 @@ def holding(root: Path, kind: str) -> Iterator[subprocess.Popen[str]]:
 
 def gc(root: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "regtool", "gc", "--root", str(root), "--yes", "--grace", "0",
-         *args],
+        [
+            sys.executable,
+            "-m",
+            "regtool",
+            "gc",
+            "--root",
+            str(root),
+            "--yes",
+            "--grace",
+            "0",
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
