@@ -180,7 +180,6 @@ def test_keys_that_only_tune_distribution_are_reported_as_ignored(tmp_path: Path
         "middleware",
         "someday",
         "storage.redirect",
-        "storage.maintenance.uploadpurging",
         "http.host",
         "http.debug",
     )
