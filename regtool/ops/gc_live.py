@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from regtool.layout.reader import RegistryReader
 from regtool.layout.store import LockTimeout, Store
+from regtool.layout.v2 import paths
 from regtool.ops.gc import (
     LAST_PHASE,
     GcEntry,
@@ -34,7 +35,7 @@ from regtool.ops.gc import (
     remove,
     writable_driver,
 )
-from regtool.storage.driver import StorageError
+from regtool.storage.driver import PathNotFound, StorageError
 
 HOLDER = "regtool serve (background gc)"
 SLICE = 0.25  # seconds of deleting per hold of the exclusive lock
@@ -101,6 +102,23 @@ def _fresh(store: Store) -> RegistryReader:
     return store.reread() if store.root is not None else store.bulk_reader()
 
 
+def _written_since(driver: Any, entry: GcEntry) -> bool:
+    """Whether a repository planned as emptied holds revisions or tags now (written by
+    another instance meanwhile: on a bucket nothing locks them out)."""
+    if entry.kind != "repository":
+        return False
+    for folder in (
+        f"{entry.path}/{paths.MANIFESTS}/revisions",
+        f"{entry.path}/{paths.MANIFESTS}/tags",
+    ):
+        try:
+            if driver.list(folder):
+                return True
+        except PathNotFound:
+            continue
+    return False
+
+
 def _delete_guarded(
     store: Store, driver: object, entries: tuple[GcEntry, ...], guard: Guard, lock_wait: float
 ) -> tuple[tuple[GcEntry, ...], tuple[tuple[GcEntry, str], ...], tuple[GcEntry, ...]]:
@@ -122,7 +140,7 @@ def _delete_guarded(
                     position += 1
                     if stop_after is not None and phase(entry) > stop_after:
                         failed.append((entry, "not attempted: an earlier deletion failed"))
-                    elif guard.protects(entry):
+                    elif guard.protects(entry) or _written_since(driver, entry):
                         spared.append(entry)
                     else:
                         try:
