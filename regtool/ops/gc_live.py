@@ -107,10 +107,7 @@ def _written_since(driver: Any, entry: GcEntry) -> bool:
     another instance meanwhile: on a bucket nothing locks them out)."""
     if entry.kind != "repository":
         return False
-    for folder in (
-        f"{entry.path}/{paths.MANIFESTS}/revisions",
-        f"{entry.path}/{paths.MANIFESTS}/tags",
-    ):
+    for folder in (paths.revisions_dir(entry.id), paths.tags_dir(entry.id)):
         try:
             if driver.list(folder):
                 return True
