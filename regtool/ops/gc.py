@@ -18,6 +18,7 @@ from regtool.errors import LockHeldError
 from regtool.layout.reader import Issue, RegistryReader
 from regtool.layout.store import LockTimeout, Store
 from regtool.layout.v2 import paths as v2paths
+from regtool.storage.driver import SHARED as LOCK_SHARED
 from regtool.storage.driver import StorageDriver, StorageError
 
 DEFAULT_GRACE = 3600.0  # 1h: pushes in flight (blobs before their manifest) survive
@@ -131,10 +132,8 @@ def plan_gc(reader: RegistryReader, options: GcOptions, *, exact: bool = False) 
 def lock_error(exc: LockTimeout, *, can_wait: bool = False) -> LockHeldError:
     """The refusal naming what holds the lock: writers (serve committing a push, an
     import) share it; gc, rm and restore hold it alone and say so in the lock file."""
-    from regtool.storage.lock import SHARED
-
     waiting = " or pass --wait 10m to wait for it" if can_wait else ""
-    if exc.holder == SHARED:
+    if exc.holder == LOCK_SHARED:
         return LockHeldError(
             f"the storage lock {exc.path} is held shared by a writer (a running regtool "
             "serve committing a push, or an import)",

@@ -90,6 +90,9 @@ class ForeignObjectError(StorageError):
         self.what = what
 
 
+SHARED = "shared"  # LockTimeout.holder when only shared holders (writers) hold the lock
+
+
 class LockTimeout(Exception):
     """The storage lock was not granted in time; `path` names the lock. `holder` says what
     holds it where that could be told: "shared" (writers such as serve committing a push),

@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from regtool.storage.driver import LockTimeout
+from regtool.storage.driver import SHARED, LockTimeout
 
 __all__ = ["LOCK_NAME", "SHARED", "LockTimeout", "storage_lock"]
 
 LOCK_NAME = ".regtool.lock"
-SHARED = "shared"  # LockTimeout.holder when only shared holders (writers) hold the lock
 POLL = 0.05
 MAX_HOLDER_BYTES = 200
 
@@ -62,9 +61,12 @@ def storage_lock(
 def _record(fd: int, text: str) -> None:
     """Write what holds the lock into the lock file (best effort: a read-only file or a
     full disk must not stop the holder)."""
+    data = (text + "\n").encode()[:MAX_HOLDER_BYTES]
     with suppress(OSError):
+        if os.pread(fd, MAX_HOLDER_BYTES + 1, 0) == data:
+            return  # the same holder again: the file is left as it is (no new mtime)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (text + "\n").encode()[:MAX_HOLDER_BYTES], 0)
+        os.pwrite(fd, data, 0)
 
 
 def _holder(fd: int, wanted_exclusive: bool) -> str | None:

@@ -111,3 +111,29 @@ def test_writers_are_not_held_while_a_live_run_plans(v2_root: Path, monkeypatch)
     collect_live(store, NOW, Recorder())
     assert taken == [True, True]  # the mark and the re-plan before the blob phase
     assert not blob_there(v2_root)
+
+
+def test_a_live_run_and_upload_purging_on_a_bucket(v2_root: Path, rgw, tmp_path: Path) -> None:
+    """The server's store reads the bucket directly (bulk=False): each plan is a fresh
+    listing; purging finds a session of a folder holding only `_uploads`."""
+    from regtool.ops.purge import purge_uploads
+    from tests.support.rgw import bucket_copy
+
+    orphan(v2_root)
+    session = v2_root / paths.upload_dir("regtool-import", "0b0e6a4c-1f3c-4f0e-9a51-0c7d5f6e2a11")
+    session.mkdir(parents=True)
+    (session / "startedat").write_text("2020-01-01T00:00:00Z")
+    (session / "data").write_bytes(b"half an import")
+    config = bucket_copy(rgw, v2_root, tmp_path)
+    store = open_storage(None, config, writable=True, bulk=False)
+    activity = Activity()
+    kept = collect_live(store, NOW, activity.guard(0.0))  # nothing touched
+    assert kept.deleted  # untouched garbage goes
+    assert not store.driver.exists(paths.blob_data(LAYER_DIGEST))
+    purged = purge_uploads(store, 3600.0)
+    assert [(s.repo, s.upload_id) for s in purged.purged] == [
+        ("regtool-import", "0b0e6a4c-1f3c-4f0e-9a51-0c7d5f6e2a11")
+    ]
+    assert not store.driver.exists(
+        paths.upload_startedat("regtool-import", "0b0e6a4c-1f3c-4f0e-9a51-0c7d5f6e2a11")
+    )
