@@ -131,6 +131,7 @@ PATTERNS: dict[str, dict[str, tuple[str, list[str]]]] = {
         ),
     },
     "regtool.cli.commands.gc": {"_LONG_HEX": ("sub", near_misses("a", "") + near_misses("a/"))},
+    "regtool.server.activity": {"_HEX": ("findall", near_misses("a", "") + near_misses("a/"))},
     "regtool.storage.s3config": {
         "_STATUS": ("search", near_misses("status code: 1") + near_misses(" ", "x")),
         "_CODE": ("search", near_misses("<Code>a") + ["<Code>" + m for m in near_misses("a")]),

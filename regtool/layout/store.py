@@ -75,10 +75,14 @@ class Store:
         return reader_for(_bulk_view(self.reader.driver, self.layout), self.layout, None)
 
     @contextmanager
-    def lock(self, *, exclusive: bool, timeout: float = 0.0) -> Iterator[None]:
-        """Hold the storage's writers' lock (`.regtool.lock`, flock) shared or exclusive.
+    def lock(
+        self, *, exclusive: bool, timeout: float = 0.0, holder: str | None = None
+    ) -> Iterator[None]:
+        """Hold the storage's writers' lock (`.regtool.lock`, flock) shared or exclusive;
+        an exclusive holder records `holder` ("regtool gc") and its pid in the lock file.
 
-        Raises LockTimeout (its `path` names the lock) when not granted within `timeout`.
+        Raises LockTimeout (its `path` names the lock, its `holder` what holds it where
+        that can be told) when not granted within `timeout`.
         An object store has no lock (distribution has none either): this holds nothing.
         """
         if self.root is None:
@@ -86,7 +90,7 @@ class Store:
             return
         from regtool.storage.lock import storage_lock
 
-        with storage_lock(self.root, exclusive=exclusive, timeout=timeout):
+        with storage_lock(self.root, exclusive=exclusive, timeout=timeout, holder=holder):
             yield
 
 

@@ -18,6 +18,7 @@ from regtool.errors import LockHeldError
 from regtool.layout.reader import Issue, RegistryReader
 from regtool.layout.store import LockTimeout, Store
 from regtool.layout.v2 import paths as v2paths
+from regtool.storage.driver import SHARED as LOCK_SHARED
 from regtool.storage.driver import StorageDriver, StorageError
 
 DEFAULT_GRACE = 3600.0  # 1h: pushes in flight (blobs before their manifest) survive
@@ -128,10 +129,20 @@ def plan_gc(reader: RegistryReader, options: GcOptions, *, exact: bool = False) 
     return plan_v2(reader, options, now, exact)  # type: ignore[arg-type]
 
 
-def lock_error(exc: LockTimeout) -> LockHeldError:
+def lock_error(exc: LockTimeout, *, can_wait: bool = False) -> LockHeldError:
+    """The refusal naming what holds the lock: writers (serve committing a push, an
+    import) share it; gc, rm and restore hold it alone and say so in the lock file."""
+    waiting = " or pass --wait 10m to wait for it" if can_wait else ""
+    if exc.holder == LOCK_SHARED:
+        return LockHeldError(
+            f"the storage lock {exc.path} is held shared by a writer (a running regtool "
+            "serve committing a push, or an import)",
+            hint=f"run again in a moment{waiting}",
+        )
+    holder = exc.holder or "another regtool gc, rm or restore"
     return LockHeldError(
-        f"another regtool gc or rm holds the storage lock {exc.path}",
-        hint="wait for it to finish, then run again",
+        f"{holder} holds the storage lock {exc.path}",
+        hint=f"wait for it to finish, then run again{waiting}",
     )
 
 
@@ -142,16 +153,18 @@ def writable_driver(store: Store) -> StorageDriver:
     return store.driver
 
 
-def collect_garbage(store: Store, options: GcOptions, shown: GcPlan | None = None) -> GcResult:
+def collect_garbage(
+    store: Store, options: GcOptions, shown: GcPlan | None = None, *, wait: float = 0.0
+) -> GcResult:
     """Under the exclusive lock: plan again and delete what is garbage in both plans.
 
-    `store` is opened writable. Without `shown` (no one saw a plan, e.g. `--yes`), the plan
-    made under the lock is deleted as is. A refused plan deletes nothing and is returned
-    as it is.
+    `store` is opened writable; the lock is waited for up to `wait` seconds. Without
+    `shown` (no one saw a plan, e.g. `--yes`), the plan made under the lock is deleted as
+    is. A refused plan deletes nothing and is returned as it is.
     """
     driver = writable_driver(store)
     try:
-        with store.lock(exclusive=True, timeout=0):
+        with store.lock(exclusive=True, timeout=wait, holder="regtool gc"):
             plan = plan_gc(store.reread(), options, exact=True)
             if plan.refused:
                 return GcResult(_without_deletions(plan))
@@ -159,7 +172,7 @@ def collect_garbage(store: Store, options: GcOptions, shown: GcPlan | None = Non
             deleted, late, failed = delete_planned(store, driver, options, entries)
             return GcResult(_without_deletions(plan, deleted), skipped + late, failed)
     except LockTimeout as exc:
-        raise lock_error(exc) from None
+        raise lock_error(exc, can_wait=True) from None
 
 
 def delete_planned(

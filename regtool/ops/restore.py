@@ -104,7 +104,7 @@ def restore(store: Store, name: str | None, shown: RestorePlan | None = None) ->
     """Under the exclusive storage lock: plan again, write what both plans restore."""
     driver = writable_driver(store)
     try:
-        with store.lock(exclusive=True, timeout=0):
+        with store.lock(exclusive=True, timeout=0, holder="regtool restore"):
             reader = store.reread()
             found = find_journal(driver, name if shown is None else shown.journal)
             plan = plan_restore(reader, found)

@@ -119,7 +119,7 @@ def remove(
     """
     driver = writable_driver(store)
     try:
-        with store.lock(exclusive=True, timeout=0):
+        with store.lock(exclusive=True, timeout=0, holder="regtool rm"):
             reader = store.reread()
             plan = plan_rm(reader, refs, manifest=manifest)
             entries, skipped = intersect(plan.delete, shown.delete if shown else None)

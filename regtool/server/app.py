@@ -15,6 +15,7 @@ from typing import Protocol
 from regtool.layout.detect import holds_nothing
 from regtool.layout.store import open_storage
 from regtool.layout.v2 import paths
+from regtool.server.activity import Activity
 from regtool.server.auth import LoginThrottle
 from regtool.server.handlers import (
     blobs,
@@ -69,6 +70,12 @@ NAMED = frozenset({"tags", "manifest", "blob", "uploads", "upload", "referrers"}
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
+class Endpoint(Protocol):
+    """/healthz or /metrics: answers without looking at the request."""
+
+    def response(self) -> Response: ...
+
+
 class Authenticator(Protocol):
     def check(self, authorization_header: str | None) -> bool: ...
 
@@ -83,9 +90,13 @@ class App:
         *,
         headers: dict[str, str] | None = None,
         throttle: LoginThrottle | None = None,
+        health: Endpoint | None = None,
+        metrics: Endpoint | None = None,
     ) -> None:
         self.ctx = ctx
         self.auth = auth
+        self.health = health  # GET /healthz, answered without credentials (probes have none)
+        self.metrics = metrics  # GET /metrics, behind the API's auth
         self.throttle = throttle or LoginThrottle()
         self.headers = dict(headers or {})  # config.yml's http.headers: on every answer
 
@@ -110,8 +121,13 @@ class App:
         return response
 
     def _dispatch(self, req: Request) -> Response:
+        health = self.health if req.path == "/healthz" else None
+        if health is not None and req.method in ("GET", "HEAD"):
+            return health.response()
         if self.auth is not None:
             self._authenticate(self.auth, req)
+        if req.path == "/metrics" and self.metrics is not None and req.method in ("GET", "HEAD"):
+            return self.metrics.response()
         match = route(req.path)
         handler = HANDLERS.get((match.endpoint, "GET" if req.method == "HEAD" else req.method))
         if handler is None:
@@ -195,7 +211,12 @@ def error_response(exc: ApiError) -> Response:
     return Response(exc.status, headers, exc.body())
 
 
-def open_context(root: Path | None, options: Options, config: Path | None = None) -> Context:
+def open_context(
+    root: Path | None,
+    options: Options,
+    config: Path | None = None,
+    activity: Activity | None = None,
+) -> Context:
     """The context serving `root`; a missing or empty root becomes an empty v2 tree.
     With root None, the storage `config` names (an S3 bucket), read without a snapshot:
     other servers on the bucket write to it too."""
@@ -203,7 +224,7 @@ def open_context(root: Path | None, options: Options, config: Path | None = None
         if config is None:
             raise ValueError("open_context needs a root or a config")
         store = open_storage(None, config, writable=not options.read_only, bulk=False)
-        return Context(store, options)
+        return Context(store, options, activity)
     if not root.exists() or (root.is_dir() and holds_nothing(root)):
         if options.read_only:
             root.mkdir(parents=True, exist_ok=True)
@@ -212,4 +233,4 @@ def open_context(root: Path | None, options: Options, config: Path | None = None
     store = open_storage(root)
     if not options.read_only and store.layout != "v1":  # v1 storage is served read-only
         store = open_storage(root, writable=True)
-    return Context(store, options)
+    return Context(store, options, activity)

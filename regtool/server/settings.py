@@ -12,8 +12,12 @@ signs upload state that distribution hands to clients, while regtool keeps uploa
 on the server; and regtool always answers relative `Location`s, which clients accept.
 
 Our own settings live in a `regtool:` section (distribution ignores unknown sections):
-`maxconnections` (connections served at once) and `idletimeout` (seconds, or `90s`,
-`2m`, `500ms`).
+`maxconnections` (connections served at once), `idletimeout` (seconds, or `90s`,
+`2m`, `500ms`), `gc` (background gc: `interval`, `grace`, `deleteuntagged`, `uploadage`;
+durations as `regtool gc` takes them: `30m`, `2h`, `1h30m`), `metricsaddr` (HOST:PORT of a
+separate /metrics listener) and `logformat` (`plain` or `json`).
+`storage.maintenance.uploadpurging` (`enabled`, `age`, `interval`, `dryrun`) is honoured
+as distribution does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from regtool.errors import UsageError
 from regtool.layout.detect import RegistryConfig
+from regtool.model.duration import parse_duration
 
 MINIMUM_TLS = ("tls1.2", "tls1.3")  # what serve can offer as a floor (Python's own floor: 1.2)
 _DURATION = re.compile(r"([0-9]{1,9})(ms|s|m|h)?")
@@ -37,7 +42,30 @@ HTTP_USED = frozenset({"addr", "net", "prefix", "tls", "headers", "secret", "rel
 STORAGE_SECTIONS = frozenset({"filesystem", "s3", "delete", "maintenance", "cache"})
 STORAGE_WARNED = ("redirect", "tag")  # redirect is honoured on a bucket (presigned URLs)
 TLS_USED = frozenset({"certificate", "key", "minimumtls"})
-REGTOOL_KEYS = frozenset({"maxconnections", "idletimeout"})
+REGTOOL_KEYS = frozenset({"maxconnections", "idletimeout", "gc", "metricsaddr", "logformat"})
+GC_KEYS = frozenset({"interval", "grace", "deleteuntagged", "uploadage"})
+PURGE_KEYS = frozenset({"enabled", "age", "interval", "dryrun"})
+LOG_FORMATS = ("plain", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class GcSettings:
+    """regtool.gc: the background gc (no interval: none runs)."""
+
+    interval: float | None = None
+    grace: float | None = None
+    delete_untagged: bool | None = None
+    upload_age: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeSettings:
+    """storage.maintenance.uploadpurging (None: the key is not set)."""
+
+    enabled: bool | None = None
+    age: float | None = None
+    interval: float | None = None
+    dry_run: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +87,10 @@ class ServeSettings:
     ignored: tuple[str, ...] = ()  # keys read and not acted on (worth one warning)
     bucket: bool = False  # storage.s3: the storage is opened from the config, not a root
     redirect: bool = True  # storage.redirect.disable unset: blob GETs redirect (on a bucket)
+    gc: GcSettings = GcSettings()
+    purge: PurgeSettings = PurgeSettings()
+    metrics_addr: str | None = None
+    log_format: str | None = None
 
 
 def serve_settings(config: RegistryConfig) -> ServeSettings:
@@ -100,7 +132,8 @@ class _Reader:
         self._http(http)
         cert, key, minimum = self._tls(self.section(http, "tls", "http.tls"))
         htpasswd, realm = self._auth(self.section(raw, "auth", "auth"))
-        max_connections, idle_timeout = self._regtool(self.section(raw, "regtool", "regtool"))
+        ours = self.section(raw, "regtool", "regtool")
+        max_connections, idle_timeout = self._regtool(ours)
         return ServeSettings(
             root=self.config.root,
             addr=str(http["addr"]) if http.get("addr") else None,
@@ -117,6 +150,10 @@ class _Reader:
             ignored=tuple(self.ignored),
             bucket=self.config.s3 is not None,
             redirect=not self._flag(redirect, "disable", "storage.redirect.disable"),
+            gc=self._gc(self.section(ours, "gc", "regtool.gc")),
+            purge=self._purge(storage),
+            metrics_addr=str(ours["metricsaddr"]) if ours.get("metricsaddr") else None,
+            log_format=self._log_format(ours.get("logformat")),
         )
 
     def _flag(self, section: dict[str, Any], key: str, dotted: str) -> bool:
@@ -178,9 +215,6 @@ class _Reader:
                     f"storage driver {key} is not supported (regtool serves the filesystem "
                     "and s3 drivers)",
                 )
-        maintenance = self.section(storage, "maintenance", "storage.maintenance")
-        if maintenance.get("uploadpurging") is not None:
-            self.ignored.append("storage.maintenance.uploadpurging")
 
     def _http(self, http: dict[str, Any]) -> None:
         self.ignored.extend(f"http.{key}" for key in http if key not in HTTP_USED)
@@ -253,13 +287,77 @@ class _Reader:
         for key in section:
             if key not in REGTOOL_KEYS:
                 raise self.refuse(
-                    f"regtool.{key}", "unknown key (known: maxconnections, idletimeout)"
+                    f"regtool.{key}", f"unknown key (known: {', '.join(sorted(REGTOOL_KEYS))})"
                 )
         limit = section.get("maxconnections")
         if limit is not None and (type(limit) is not int or limit < 1):
             raise self.refuse("regtool.maxconnections", "must be a whole number of at least 1")
         timeout = section.get("idletimeout")
         return limit, None if timeout is None else self._duration(timeout)
+
+    def _gc(self, section: dict[str, Any]) -> GcSettings:
+        for key in section:
+            if key not in GC_KEYS:
+                raise self.refuse(
+                    f"regtool.gc.{key}", f"unknown key (known: {', '.join(sorted(GC_KEYS))})"
+                )
+        interval = self._span(section, "interval", "regtool.gc")
+        if interval is not None and interval <= 0:
+            raise self.refuse("regtool.gc.interval", "must be longer than 0")
+        untagged = section.get("deleteuntagged")
+        return GcSettings(
+            interval=interval,
+            grace=self._span(section, "grace", "regtool.gc"),
+            delete_untagged=None
+            if untagged is None
+            else self._flag(section, "deleteuntagged", "regtool.gc.deleteuntagged"),
+            upload_age=self._span(section, "uploadage", "regtool.gc"),
+        )
+
+    def _purge(self, storage: dict[str, Any]) -> PurgeSettings:
+        maintenance = self.section(storage, "maintenance", "storage.maintenance")
+        dotted = "storage.maintenance.uploadpurging"
+        section = self.section(maintenance, "uploadpurging", dotted)
+        for key in section:
+            if key not in PURGE_KEYS:
+                raise self.refuse(
+                    f"{dotted}.{key}", f"unknown key (known: {', '.join(sorted(PURGE_KEYS))})"
+                )
+        for key in ("age", "interval"):
+            value = self._span(section, key, dotted)
+            if value is not None and value <= 0:
+                raise self.refuse(f"{dotted}.{key}", "must be longer than 0")
+        return PurgeSettings(
+            enabled=None
+            if section.get("enabled") is None
+            else self._flag(section, "enabled", f"{dotted}.enabled"),
+            age=self._span(section, "age", dotted),
+            interval=self._span(section, "interval", dotted),
+            dry_run=None
+            if section.get("dryrun") is None
+            else self._flag(section, "dryrun", f"{dotted}.dryrun"),
+        )
+
+    def _span(self, section: dict[str, Any], key: str, dotted: str) -> float | None:
+        """A duration as gc's flags take them (`30m`, `2h`, `168h`, `7d`); None when unset."""
+        value = section.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise self.refuse(f"{dotted}.{key}", f"{value!r} is not a duration (e.g. 30m, 2h)")
+        try:
+            return parse_duration(str(value), f"{dotted}.{key}")
+        except UsageError:
+            raise self.refuse(
+                f"{dotted}.{key}", f"{value!r} is not a duration (e.g. 30m, 2h, 168h)"
+            ) from None
+
+    def _log_format(self, value: object) -> str | None:
+        if value is None:
+            return None
+        if str(value).lower() not in LOG_FORMATS:
+            raise self.refuse("regtool.logformat", f"{value!r}: one of plain, json")
+        return str(value).lower()
 
     def _duration(self, value: object) -> float:
         if type(value) in (int, float) and 0 < value <= 86400:  # type: ignore[operator]

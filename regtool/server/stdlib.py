@@ -35,8 +35,11 @@ from http.server import ThreadingHTTPServer
 from typing import BinaryIO
 from urllib.parse import parse_qsl, unquote
 
+from regtool.server.accesslog import AccessLog
 from regtool.server.app import App, error_response
 from regtool.server.http import ApiError, Request, Response, parse_count
+from regtool.server.metrics import Metrics
+from regtool.server.routes import route
 from regtool.storage.driver import StorageError
 
 MAX_LINE = 65536  # bytes in the request line, a header line or a chunk-size line
@@ -76,6 +79,7 @@ class _Body:
         self.rfile = rfile
         self.remaining = length  # None: chunked
         self.done = length == 0
+        self.received = 0  # body bytes read so far (for the log and metrics)
         self._on_start: Callable[[], None] | None = on_start
 
     def _start(self) -> None:
@@ -93,6 +97,7 @@ class _Body:
             if not data:
                 raise ConnectionError("client closed the connection mid-body")
             self.remaining -= len(data)
+            self.received += len(data)
             yield data
         self.done = True
 
@@ -119,6 +124,7 @@ class _Body:
                 if not data:
                     raise ConnectionError("client closed the connection mid-body")
                 left -= len(data)
+                self.received += len(data)
                 pending.append(data)
                 held += len(data)
                 if held >= size:
@@ -389,6 +395,8 @@ class RegistryServer(ThreadingHTTPServer):
         access_log: BinaryIO | None = None,
         max_connections: int = MAX_CONNECTIONS,
         idle_timeout: float = IDLE_TIMEOUT,
+        log_format: str = "plain",
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.ssl_context = ssl_context
@@ -401,8 +409,8 @@ class RegistryServer(ThreadingHTTPServer):
         # cap new connections wait in the kernel's listen backlog instead of taking threads
         self._slots = threading.BoundedSemaphore(max_connections)
         self.tracker = _Tracker()
-        self.access_log = access_log
-        self._log_lock = threading.Lock()
+        self.access_log = AccessLog(access_log, log_format)
+        self.metrics = metrics
         self._date = (0, "")
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -438,17 +446,16 @@ class RegistryServer(ThreadingHTTPServer):
         return self._date[1]
 
     def log(self, client: str, req: Request, response: Response, started: float) -> None:
-        if self.access_log is None:
+        """The request's access-log line and metrics."""
+        if self.access_log.stream is None and self.metrics is None:
             return
-        took = (time.perf_counter() - started) * 1000
-        stamp = time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime())
-        line = (
-            f'{client} - {req.user or "-"} [{stamp}] "{req.method} {req.path}" '
-            f"{response.status} {response.content_length} {took:.1f}ms\n"
-        )
-        with self._log_lock:
-            self.access_log.write(line.encode())
-            self.access_log.flush()
+        seconds = time.perf_counter() - started
+        endpoint = endpoint_of(req.path)
+        received = getattr(req.body, "received", 0)
+        sent = 0 if req.method == "HEAD" else response.content_length
+        if self.metrics is not None:
+            self.metrics.observe(req.method, endpoint, response.status, seconds, received, sent)
+        self.access_log.request(client, req, response, seconds, endpoint, received)
 
     @property
     def url(self) -> str:
@@ -458,6 +465,15 @@ class RegistryServer(ThreadingHTTPServer):
         scheme = "https" if self.ssl_context is not None else "http"
         shown = f"[{host}]" if ":" in str(host) else host
         return f"{scheme}://{shown}:{port}"
+
+
+def endpoint_of(path: str) -> str:
+    """The route label of a request (a bounded set: never the path itself)."""
+    if path in ("/healthz", "/metrics"):
+        return path[1:]
+    if path == "-":
+        return "malformed"
+    return route(path).endpoint
 
 
 def serve_until_signalled(

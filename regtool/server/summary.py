@@ -150,9 +150,15 @@ class Summaries:
     """The worker thread that keeps `current()` up to date (see the module doc)."""
 
     def __init__(
-        self, store: Store, *, debounce: float = DEBOUNCE, compute: Compute = compute_summary
+        self,
+        store: Store,
+        *,
+        debounce: float = DEBOUNCE,
+        compute: Compute = compute_summary,
+        on_publish: Callable[[Summary], None] | None = None,
     ) -> None:
         self.store = store
+        self._on_publish = on_publish  # told of every summary published (the metrics)
         self.debounce = debounce
         self._compute = compute
         self._current: Summary | None = None
@@ -231,3 +237,5 @@ class Summaries:
             self._current = summary
             self.computations += 1
             self._cond.notify_all()
+        if self._on_publish is not None:
+            self._on_publish(summary)

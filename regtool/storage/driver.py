@@ -90,12 +90,18 @@ class ForeignObjectError(StorageError):
         self.what = what
 
 
-class LockTimeout(Exception):
-    """The storage lock was not granted in time; `path` names the lock."""
+SHARED = "shared"  # LockTimeout.holder when only shared holders (writers) hold the lock
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} is held by another process")
+
+class LockTimeout(Exception):
+    """The storage lock was not granted in time; `path` names the lock. `holder` says what
+    holds it where that could be told: "shared" (writers such as serve committing a push),
+    or what an exclusive holder wrote into the lock file ("regtool gc, pid 42")."""
+
+    def __init__(self, path: Path, holder: str | None = None) -> None:
+        super().__init__(f"{path} is held by {holder or 'another process'}")
         self.path = path
+        self.holder = holder
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,7 +180,6 @@ def test_keys_that_only_tune_distribution_are_reported_as_ignored(tmp_path: Path
         "middleware",
         "someday",
         "storage.redirect",
-        "storage.maintenance.uploadpurging",
         "http.host",
         "http.debug",
     )
@@ -205,3 +204,47 @@ def test_regtool_section_sets_connection_limits(tmp_path: Path, value: str, seco
 def test_header_values_with_line_breaks_are_refused(tmp_path: Path) -> None:
     text = 'http:\n  headers:\n    X-A: ["1\\r\\nSet-Cookie: x"]\n'
     assert "http.headers.X-A" in refusal(tmp_path, STORAGE + text)
+
+
+def test_regtool_gc_metrics_and_log_settings_are_read(tmp_path: Path) -> None:
+    settings = settings_of(
+        tmp_path,
+        STORAGE
+        + "  maintenance:\n    uploadpurging:\n      enabled: false\n      age: 48h\n"
+        + "      interval: 1h30m\n      dryrun: true\n"
+        + "regtool:\n  gc:\n    interval: 6h\n    grace: 30m\n    deleteuntagged: true\n"
+        + "    uploadage: 2h\n  metricsaddr: 127.0.0.1:9102\n  logformat: JSON\n",
+    )
+    assert (settings.gc.interval, settings.gc.grace, settings.gc.upload_age) == (
+        21600.0,
+        1800.0,
+        7200.0,
+    )
+    assert settings.gc.delete_untagged is True
+    assert settings.purge.enabled is False and settings.purge.dry_run is True
+    assert (settings.purge.age, settings.purge.interval) == (172800.0, 5400.0)
+    assert settings.metrics_addr == "127.0.0.1:9102" and settings.log_format == "json"
+    assert settings.ignored == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("regtool:\n  gc:\n    every: 1h\n", "regtool.gc.every: unknown key"),
+        ("regtool:\n  gc:\n    interval: soon\n", "regtool.gc.interval: 'soon' is not a duration"),
+        ("regtool:\n  gc:\n    interval: 0\n", "regtool.gc.interval: must be longer than 0"),
+        ("regtool:\n  logformat: xml\n", "regtool.logformat: 'xml'"),
+        (
+            "  maintenance:\n    uploadpurging:\n      age: true\n",
+            "storage.maintenance.uploadpurging.age: True is not a duration",
+        ),
+        (
+            "  maintenance:\n    uploadpurging:\n      often: 1h\n",
+            "storage.maintenance.uploadpurging.often: unknown key",
+        ),
+    ],
+)
+def test_bad_operations_settings_are_refused_naming_the_key(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    assert key in refusal(tmp_path, STORAGE + text)

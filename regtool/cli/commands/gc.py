@@ -51,6 +51,14 @@ def gc(
             "--force", help="Sweep even when live manifests or links are unreadable (skips them)."
         ),
     ] = False,
+    wait: Annotated[
+        str,
+        typer.Option(
+            "--wait",
+            help="Wait this long for the storage lock (a serve committing a push, another "
+            "gc or rm) instead of failing at once (0, 30s, 10m).",
+        ),
+    ] = "0",
     root: RootOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
@@ -61,7 +69,8 @@ def gc(
     reaches), through indexes to any depth, and sweeps the rest: blobs, dangling layer links,
     stale uploads and emptied repositories on v2; image folders no tag's ancestry needs on
     v1. Anything newer than --grace is kept. Refuses (exit 1) when a live manifest cannot
-    be read; holds an exclusive lock on .regtool.lock while it deletes. Deletes only what
+    be read; holds an exclusive lock on .regtool.lock while it deletes (held by anything
+    else, it fails naming the holder, or waits up to --wait). Deletes only what
     it recognises; links inside the storage are never followed nor deleted (listed as
     skipped; one pointing outside where tags live refuses, like an unreadable manifest).
 
@@ -75,10 +84,11 @@ def gc(
         delete_untagged=delete_untagged,
         force=force,
     )
+    lock_wait = parse_duration(wait, "--wait")
     store = open_storage(root, config, writable=not dry_run, fsync=False)
     reader = store.reader
     if yes and not dry_run:
-        result = collect_garbage(store, options)
+        result = collect_garbage(store, options, wait=lock_wait)
         _report_problems(result.plan)
         _emit(result.plan, fmt, "deleted")
         _after_sweep(result.plan, config, result.failed)
@@ -94,7 +104,7 @@ def gc(
         dry_run=dry_run,
         yes=yes,
     )
-    result = collect_garbage(store, options, shown=plan)
+    result = collect_garbage(store, options, shown=plan, wait=lock_wait)
     _report_problems(result.plan)
     for entry in result.skipped:
         out.note(f"kept {entry.kind} {entry.id}: no longer garbage under the lock")

@@ -22,6 +22,7 @@ def get_blob(ctx: Context, req: Request, name: str, ref: str) -> Response:
     digest = ctx.check_digest(ref)
     if not ctx.blob_linked(name, digest):
         raise ApiError("BLOB_UNKNOWN", detail={"digest": digest})
+    ctx.activity.touch(None, (digest,))  # a push that found it will name it: gc spares it
     path = paths.blob_data(digest)
     try:
         size = ctx.driver.stat(path).size

@@ -18,6 +18,7 @@ from regtool.layout.v2.writer import V2Writer
 from regtool.model.digest import DigestError, parse_digest
 from regtool.model.manifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
 from regtool.model.reference import valid_name, valid_tag
+from regtool.server.activity import Activity
 from regtool.server.http import ApiError
 from regtool.storage.driver import PathNotFound, StorageError, TooLarge
 
@@ -48,8 +49,10 @@ def media_type_of(raw: bytes) -> str:
 class Context:
     """One storage root served over HTTP (thread-safe: caches are swapped under a lock)."""
 
-    def __init__(self, store: Store, options: Options) -> None:
+    def __init__(self, store: Store, options: Options, activity: Activity | None = None) -> None:
         self.store = store
+        # what this server touched lately: its background gc spares it
+        self.activity = activity or Activity()
         self.root: Path | None = store.root
         self.layout = store.layout or "v2"
         self.options = options

@@ -93,6 +93,9 @@ def put_manifest(ctx: Context, req: Request, name: str, ref: str) -> Response:
     if expected is not None and actual != expected:
         raise ApiError("DIGEST_INVALID", detail={"expected": expected, "actual": actual})
     with ctx.writing():
+        # recorded first: a background gc deleting under its lock now spares all of it
+        references = [d.digest for d in manifest.references()]
+        ctx.activity.touch(name, [actual, *references, *_subject(manifest)])
         _check_references(ctx, name, manifest)
         digest = ctx.writer.put_manifest(name, raw, tag)
         if not ctx.present(paths.layers_dir(name)):
@@ -106,6 +109,10 @@ def put_manifest(ctx: Context, req: Request, name: str, ref: str) -> Response:
     if manifest.subject is not None:
         headers["OCI-Subject"] = manifest.subject.digest
     return empty(201, headers)
+
+
+def _subject(manifest: ImageManifest | ImageIndex) -> list[str]:
+    return [manifest.subject.digest] if manifest.subject is not None else []
 
 
 def _parse(raw: bytes, content_type: str) -> ImageManifest | ImageIndex:

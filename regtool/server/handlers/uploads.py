@@ -55,6 +55,7 @@ def start_upload(ctx: Context, req: Request, name: str, ref: str) -> Response:
     ctx.check_writable()
     if mount and source:
         digest = ctx.check_digest(mount)
+        ctx.activity.touch(name, (digest,))  # before the check: a gc run spares it from now
         if ctx.check_name(source) and _mountable(ctx, source, digest):
             with ctx.writing():
                 ctx.writer.link_blob(name, digest)
@@ -62,10 +63,12 @@ def start_upload(ctx: Context, req: Request, name: str, ref: str) -> Response:
     if expected is not None:
         digest = ctx.check_digest(expected)
         upload_id = ctx.uploads.start(name)
+        ctx.activity.session_opened(name, upload_id)
         with _held(ctx, name, upload_id) as size:
             _finish(ctx, req, name, upload_id, digest, size)
         return _created(name, digest)
     upload_id = ctx.uploads.start(name)
+    ctx.activity.session_opened(name, upload_id)
     return empty(202, _session_headers(name, upload_id, 0))
 
 
@@ -94,6 +97,7 @@ def _held(ctx: Context, name: str, ref: str) -> Iterator[int]:
     if not _UUID.fullmatch(ref):
         raise _unknown(ref)
     with ExitStack() as stack:
+        stack.enter_context(ctx.activity.session_busy(ref))
         try:
             size = stack.enter_context(ctx.uploads.hold(name, ref))
         except ObjectBusy:
@@ -159,6 +163,7 @@ def finish_upload(ctx: Context, req: Request, name: str, ref: str) -> Response:
 def cancel_upload(ctx: Context, req: Request, name: str, ref: str) -> Response:
     with ctx.writing(), _held(ctx, name, ref):
         ctx.uploads.cancel(name, ref)
+    ctx.activity.session_closed(ref)
     return empty(204)
 
 
@@ -184,7 +189,9 @@ def _finish(
     try:
         size = _append(ctx, req, name, upload_id, size, last=True)
         with ctx.writing():
+            ctx.activity.touch(name, (digest,))
             ctx.uploads.commit(name, upload_id, digest, size)
+        ctx.activity.session_closed(upload_id)
     except ApiError as exc:
         if exc.code != "UNAVAILABLE":
             _discard(ctx, name, upload_id)
@@ -204,3 +211,4 @@ def _discard(ctx: Context, name: str, upload_id: str) -> None:
     failed cleanup."""
     with suppress(StorageError, OSError):
         ctx.uploads.cancel(name, upload_id)
+        ctx.activity.session_closed(upload_id)
