@@ -105,7 +105,7 @@ def test_gc_wait_waits_for_the_holder_then_sweeps(v2: Path, kind: str) -> None:
         holder.stdin.close()
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "deleted 1 entries" in out
+    assert "deleted 1 entry" in out
     assert not (v2 / v2paths.blob_data(ORPHAN_DIGEST)).exists()
 
 
