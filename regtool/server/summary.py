@@ -28,7 +28,9 @@ from regtool.ops.inventory import Inventory, take_inventory
 from regtool.ops.ls import RepositoryRow, TagRow, repository_rows_with_totals, tag_rows_with_totals
 from regtool.storage.driver import StorageError
 
-DEBOUNCE = 3.0  # seconds between the starts of two computations
+DEBOUNCE = 3.0  # seconds between the starts of two computations, at least
+DUTY = 0.2  # and no more than this share of the time computing: a computation of S seconds
+# (12 s on a 2,000-repository tree) waits S / DUTY from its start before the next one
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class Summaries:
         self._dirty = True  # the first computation runs at start
         self._stopping = False
         self._last_start = float("-inf")
+        self._last_seconds = 0.0  # how long the last computation took
         self.computations = 0  # finished computations (tests wait on it)
         self._thread: threading.Thread | None = None
 
@@ -202,15 +205,18 @@ class Summaries:
             with self._cond:
                 self._cond.wait_for(lambda: self._dirty or self._stopping)
                 # debounce: changes arriving within the pause are covered by one run
-                pause = self._last_start + self.debounce - time.monotonic()
+                gap = max(self.debounce, self._last_seconds / DUTY)
+                pause = self._last_start + gap - time.monotonic()
                 while pause > 0 and not self._stopping:
                     self._cond.wait(pause)
-                    pause = self._last_start + self.debounce - time.monotonic()
+                    pause = self._last_start + gap - time.monotonic()
                 if self._stopping:
                     return
                 self._dirty = False
                 self._last_start = time.monotonic()
-            self._publish(self._one())
+            summary = self._one()
+            self._last_seconds = time.monotonic() - self._last_start
+            self._publish(summary)
 
     def _one(self) -> Summary:
         first = self._current is None

@@ -166,3 +166,26 @@ def test_changes_within_the_debounce_are_covered_by_one_computation(v2_copy: Pat
         assert summaries.wait(3, 1.0) is not None and summaries.computations == 2
     finally:
         summaries.stop()
+
+
+def test_a_slow_computation_leaves_the_server_at_least_four_fifths_of_the_time(
+    v2_copy: Path,
+) -> None:
+    """A computation of S seconds waits S / 0.2 from its start before the next, however many
+    pushes arrive: on a big tree the summary never takes more than a fifth of the time."""
+    starts: list[float] = []
+
+    def slow(store, partial=None):
+        starts.append(time.monotonic())
+        time.sleep(0.3)
+        return compute_summary(store, partial)
+
+    ctx = open_context(v2_copy, Options())
+    summaries = Summaries(ctx.store, debounce=0.05, compute=slow).start()
+    try:
+        assert summaries.wait(1, WAIT) is not None
+        summaries.changed()
+        assert summaries.wait(2, WAIT) is not None
+    finally:
+        summaries.stop()
+    assert len(starts) == 2 and starts[1] - starts[0] >= 0.3 / 0.2 - 0.05
