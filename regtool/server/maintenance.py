@@ -5,6 +5,7 @@ time; a run that fails is logged and the next one comes at its time.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from regtool.storage.driver import StorageError
 
 DEFAULT_PURGE_AGE = 168 * 3600.0
 DEFAULT_PURGE_INTERVAL = 24 * 3600.0
+BACKGROUND_NICE = 10  # how much lower than the server maintenance threads run
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class Maintenance:
 
     def _spawn(self, name: str, interval: float, run: Callable[[], object], first: bool) -> None:
         def loop() -> None:
+            background()
             if first and not self._stop.is_set():
                 self._guarded(name, run)
             while not self._stop.wait(interval):
@@ -192,3 +195,13 @@ class Maintenance:
             sessions=[f"{s.repo}/{s.upload_id}" for s in result.purged[:20]],
         )
         return result
+
+
+def background() -> None:
+    """Lower the calling thread's CPU priority (Linux nice values are per thread; worker
+    processes it forks inherit it): requests come first, maintenance takes what is left."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: run at the server's priority
+

@@ -201,6 +201,9 @@ class Summaries:
             return self._current
 
     def _run(self) -> None:
+        from regtool.server.maintenance import background
+
+        background()  # requests come first
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._dirty or self._stopping)
