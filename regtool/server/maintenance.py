@@ -204,4 +204,3 @@ def background() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
     except (AttributeError, OSError):
         pass  # not Linux, or not allowed: run at the server's priority
-

@@ -310,7 +310,11 @@ def test_the_json_log_has_one_parsable_object_per_request_and_no_password(tmp_pa
         )
     text = log.read_text()
     assert "s3cret-pass" not in text and "Basic " not in text
-    lines = [json.loads(line) for line in text.splitlines()]
+    records = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+    events = [r for r in records if "event" in r]
+    created = str(tmp_path / "reg")
+    assert [e.get("created") for e in events if e["event"] == "storage"] == [created]
+    lines = [r for r in records if "event" not in r]
     assert len(lines) == 4
     anonymous, monolithic, opened, patched = lines
     assert anonymous["user"] is None and anonymous["status"] == 401

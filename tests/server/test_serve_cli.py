@@ -324,3 +324,44 @@ def test_max_connections_and_idle_timeout_flags_limit_connections(tmp_path: Path
                 assert second.recv(65536).startswith(b"HTTP/1.1 200 OK")
                 first.settimeout(0.1)  # served only once the first was closed for idling
                 assert first.recv(65536) == b""
+
+
+def _first_lines(args: list[str], lines: int, timeout: float = 20) -> tuple[list[str], str]:
+    """The first `lines` lines a `regtool serve` prints on stdout, and its stderr, then stop."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regtool", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert proc.stdout is not None
+    try:
+        got = [proc.stdout.readline().rstrip("\n") for _ in range(lines)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=timeout)
+    return got, err
+
+
+def test_a_new_user_is_told_the_root_was_created_and_how_to_log_in(tmp_path: Path) -> None:
+    htpasswd = tmp_path / "htpasswd"
+    set_password(htpasswd, "ci", "secret")
+    root = tmp_path / "typo"
+    args = ["--root", str(root), "--addr", "127.0.0.1:0", "--htpasswd", str(htpasswd)]
+    lines, err = _first_lines(args, 3)
+    assert lines[0].startswith("listening on http://127.0.0.1:")
+    hostport = lines[0].removeprefix("listening on http://")
+    assert lines[1] == f"log in (htpasswd): podman login {hostport}   (docker login {hostport})"
+    assert lines[2] == f"  curl -u ci http://{hostport}/v2/_catalog"
+    assert f"created new empty storage at {root}\n" in err
+    assert "plain HTTP" not in err  # loopback: nothing travels over a network
+
+
+def test_plain_http_on_a_non_loopback_address_warns_and_an_existing_root_is_not_new(
+    v2_copy: Path,
+) -> None:
+    _, err = _first_lines(["--root", str(v2_copy), "--addr", "0.0.0.0:0"], 1)
+    assert "warning: plain HTTP on " in err and "--tls auto" in err
+    assert "created new empty storage" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import sys
@@ -249,11 +250,14 @@ def serve(
     metrics_at = metrics_addr or settings.metrics_addr
     metrics_host = parse_addr(metrics_at, "--metrics-addr") if metrics_at else None
     activity = Activity()
+    created: Path | None = None  # a root this start made
     if root is None and settings.bucket and config is not None:
         ctx = open_context(None, options, config, activity)
         tls_folder = config.parent / f"{config.stem}-tls"  # no local root: beside the config
     else:
         chosen_root = root or settings.root or DEFAULT_ROOT
+        if not chosen_root.exists():  # a typo in --root must not go unnoticed
+            created = chosen_root
         ctx = open_context(chosen_root, options, activity=activity)
         tls_folder = chosen_root.parent / f"{chosen_root.name}-tls"
     ssl_context, steps = _tls(
@@ -309,6 +313,9 @@ def serve(
         ctx.summaries.start()
         sys.stdout.write(f"listening on {server.url}\n")
         sys.stdout.flush()
+        log = server.access_log  # plain lines, or JSON objects with --log-format json
+        if created is not None:
+            log.event("storage", f"created new empty storage at {created}", created=str(created))
         if ctx.layout == "v1":
             out.note("legacy v1 storage: serving read-only (run `regtool migrate` to convert it)")
         if metrics_server is not None:
@@ -317,6 +324,18 @@ def serve(
             sys.stdout.write(f"metrics on http://{shown}:{mport}/metrics\n")
         for line in steps(server.server_address[1]):
             sys.stdout.write(line + "\n")
+        shown = _client_host(host, server.server_address[1])
+        if auth is not None:
+            https, ca = ssl_context is not None, tls is TlsMode.auto
+            for line in login_steps(shown, auth.users, https=https, ca=ca):
+                sys.stdout.write(line + "\n")
+        if ssl_context is None and not _loopback(host):
+            text = (
+                f"plain HTTP on {shown}: passwords and images travel unencrypted, and "
+                "podman and docker refuse it unless told the registry is insecure; "
+                "--tls auto serves HTTPS with a local CA"
+            )
+            log.event("warning", text, message=text)
         sys.stdout.flush()
         maintenance.start()
 
@@ -441,6 +460,31 @@ def _tls(
         return lines + tlsmod.client_steps(f"{shown}:{actual_port}", files.ca_cert)
 
     return tlsmod.server_context(files.server_cert, files.server_key, minimum), steps
+
+
+def login_steps(shown: str, users: tuple[str, ...], *, https: bool, ca: bool) -> list[str]:
+    """How a client logs in to a server behind --htpasswd (`ca`: trusting --tls auto's CA,
+    copied as ca.crt), shown for its first user."""
+    user = users[0] if users else "USER"
+    cacert = " --cacert ca.crt" if ca else ""
+    scheme = "https" if https else "http"
+    return [
+        f"log in (htpasswd): podman login {shown}   (docker login {shown})",
+        f"  curl -u {user}{cacert} {scheme}://{shown}/v2/_catalog",
+    ]
+
+
+def _client_host(host: str, port: int) -> str:
+    """HOST:PORT as clients reach this server (this machine's name when bound to all)."""
+    shown = _host_name() if host in ("0.0.0.0", "::") else host
+    return f"[{shown}]:{port}" if ":" in shown else f"{shown}:{port}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _host_name() -> str:
