@@ -47,10 +47,11 @@ def regtool_cmd() -> list[str]:
 
 
 @contextmanager
-def run_regtool(root: Path, log: Path) -> Iterator[tuple[str, int]]:
+def run_regtool(root: Path, log: Path, *extra: str) -> Iterator[tuple[str, int]]:
+    """`regtool serve` of this checkout on `root` (with `extra` options): (HOST:PORT, pid)."""
     with log.open("ab") as err:
         proc = subprocess.Popen(
-            [*regtool_cmd(), "serve", "--root", str(root), "--addr", "127.0.0.1:0"],
+            [*regtool_cmd(), "serve", "--root", str(root), "--addr", "127.0.0.1:0", *extra],
             stdout=subprocess.PIPE,
             stderr=err,
             stdin=subprocess.DEVNULL,

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 from bench_ls import DEFAULT_ROOT, ensure_tree  # noqa: E402
-from bench_serve import wrk_rate  # noqa: E402
+from bench_serve import run_regtool, wrk_rate  # noqa: E402
 
 SECTION = "serve with background gc"
 MANIFEST = "/v2/fam00/app0000/manifests/v1.0"
@@ -43,27 +43,8 @@ GC_LINE = re.compile(r"\bgc: ")
 
 @contextmanager
 def serving(root: Path, log: Path, *extra: str) -> Iterator[str]:
-    with log.open("ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "regtool", "serve", "--root", str(root)]
-            + ["--addr", "127.0.0.1:0", *extra],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(_bench.REPO)},
-        )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("listening on http://"):
-        proc.kill()
-        raise RuntimeError(f"regtool serve did not start: {line!r}")
-    try:
-        yield line.removeprefix("listening on http://")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        proc.stdout.close()
+    with run_regtool(root, log, *extra) as (host, _pid):
+        yield host
 
 
 def gc_runs(log: Path) -> int:
