@@ -22,8 +22,16 @@ class Format(StrEnum):
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def plain(obj: Any) -> Any:
     """Dataclasses to dicts, tuples to lists: data json/yaml can write (fast, no deepcopy)."""
+    kind = type(obj)
+    if kind in _SCALARS:
+        return obj  # most of a big document: answered before the costlier checks
+    if kind is dict:
+        return {key: plain(value) for key, value in obj.items()}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         names = _FIELDS.get(type(obj))
         if names is None:

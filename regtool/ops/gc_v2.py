@@ -35,6 +35,8 @@ SHA256 = "sha256"
 
 
 class V2Collector(Sweeper):
+    push_times = False  # whether scan_tags keeps each tag link's mtime (RepoState.pushed)
+
     def __init__(
         self, reader: V2Reader, options: GcOptions, now: float, exact: bool = False
     ) -> None:
@@ -66,8 +68,20 @@ class V2Collector(Sweeper):
     def link(self, path: str, what: str) -> str | None:
         """The digest a link holds; None when the file is absent, malformed or not a file
         (a problem or a foreign object is recorded)."""
+        return self.stamped_link(path, what, None)
+
+    def stamped_link(
+        self, path: str, what: str, times: dict[str, float] | None, key: str = ""
+    ) -> str | None:
+        """`link`; with `times`, the link's mtime is also put there under `key` (from the
+        same fstat as the read: a tag's push time costs no second system call)."""
         try:
-            raw = self.files.read(path, MAX_LINK_BYTES)
+            if times is None:
+                raw = self.files.read(path, MAX_LINK_BYTES)
+            else:
+                raw, mtime = self.files.read_stamped(path, MAX_LINK_BYTES)
+                if mtime is not None:
+                    times[key] = mtime
         except PathNotFound:
             return None
         except ForeignObjectError as exc:
@@ -145,7 +159,8 @@ class V2Collector(Sweeper):
         for tag in self.files.names(paths.tags_dir(state.name)):
             state.tag_folders.append(tag)
             path = paths.tag_current_link(state.name, tag)
-            digest = self.link(path, "tag")
+            times = state.pushed if self.push_times else None
+            digest = self.stamped_link(path, "tag", times, tag)
             if digest is not None:
                 state.tags[tag] = digest
             elif path not in self.problems and path not in self.foreign_links:
@@ -227,6 +242,9 @@ class V2Collector(Sweeper):
             part.choose_roots(state)
         for state in part.repos:
             part.mark(state)
+            # what its dropped manifests leave depends on this repository alone: swept here,
+            # in the worker, rather than one repository at a time in the parent
+            state.swept = part.sweep_manifests(state)
         return MarkPart(
             part.repos,
             part.marked,
@@ -316,7 +334,7 @@ class V2Collector(Sweeper):
         early: list[GcEntry] = []
         late: list[GcEntry] = []
         for state in self.repos:
-            early.extend(self.sweep_manifests(state))
+            early.extend(state.swept)
             early.extend(self.sweep_links(state, doomed))
             uploads = self.sweep_uploads(state)
             late.extend(uploads)

@@ -32,11 +32,13 @@ class RepoState:
     bad_revisions: int = 0
     tags: dict[str, str] = field(default_factory=dict)  # tag -> digest of current/link
     tag_folders: list[str] = field(default_factory=list)
+    pushed: dict[str, float] = field(default_factory=dict)  # tag -> link mtime (prune)
     layer_links: list[tuple[str, str]] = field(default_factory=list)  # (algorithm, hex)
     uploads: list[str] = field(default_factory=list)
     strays: int = 0  # folders that are not part of the layout: the repository stays
     keep: set[str] = field(default_factory=set)  # manifests kept (roots of the mark)
     dropped: list[str] = field(default_factory=list)
+    swept: list[GcEntry] = field(default_factory=list)  # its manifests' entries (sweep_manifests)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,8 @@ class RepoOutcome:
 
 
 class PruneCollector(V2Collector):
+    push_times = True  # a tag's push time is its link's mtime, read with the link
+
     def __init__(
         self,
         reader: V2Reader,
@@ -76,8 +78,7 @@ class PruneCollector(V2Collector):
             return
         times = []
         for tag in sorted(state.tags):
-            pushed = self.files.mtime(paths.tag_current_link(state.name, tag))
-            times.append(TagTime(tag, pushed if pushed is not None else 0.0))
+            times.append(TagTime(tag, state.pushed.get(tag, 0.0)))
         verdict = decide(policy, times, self.now)
         kept: dict[str, str] = {}
         removed: dict[str, str] = {}

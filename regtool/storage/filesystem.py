@@ -322,7 +322,13 @@ def read_regular(fd: int, path: str, limit: int | None = None, chunk: int = CHUN
     """The bytes of an open descriptor that must be a regular file (never a FIFO, a device
     or a folder: ForeignObjectError or StorageError); TooLarge over `limit`. One fstat, and
     one read for a file smaller than `chunk`. The caller closes `fd`."""
-    st = os.fstat(fd)
+    return read_checked(fd, os.fstat(fd), path, limit, chunk)
+
+
+def read_checked(
+    fd: int, st: os.stat_result, path: str, limit: int | None = None, chunk: int = CHUNK
+) -> bytes:
+    """`read_regular` with the descriptor's fstat already made (`st`)."""
     if not stat.S_ISREG(st.st_mode):
         if stat.S_ISDIR(st.st_mode):
             raise StorageError(path, "is a directory")

@@ -126,6 +126,10 @@ class Scan:
         never read whole) or StorageError."""
         return self.driver.get(path, limit)
 
+    def read_stamped(self, path: str, limit: int | None = None) -> tuple[bytes, float | None]:
+        """`read`, and the file's mtime (`mtime`'s answer) with it."""
+        return self.read(path, limit), self.mtime(path)
+
     def mtime(self, path: str) -> float | None:
         """The mtime of a regular file; None when absent or anything else."""
         try:

@@ -132,12 +132,13 @@ def _finish(
 def contract(plan: PrunePlan, moved: tuple[str, ...] = ()) -> dict[str, object]:
     """gc's JSON shape plus `keep`: {"delete": [{kind, id, size, path}], "bytes": N,
     "keep": [{id, rule}], "skipped": [{path, reason}]} (and `moved` after a real run)."""
-    rows = [{"kind": e.kind, "id": e.id, "size": e.size, "path": e.path} for e in plan.delete]
+    delete = plan.delete  # sorted on each access: once here
+    rows = [{"kind": e.kind, "id": e.id, "size": e.size, "path": e.path} for e in delete]
     sweep = plan.sweep
     left = sweep.skipped + (sweep.problems if sweep.forced else ())
     doc: dict[str, object] = {
         "delete": rows,
-        "bytes": plan.bytes,
+        "bytes": sum(entry.size for entry in delete),
         "keep": [{"id": kept.id, "rule": kept.rule} for kept in plan.keep],
         "skipped": [{"path": issue.path, "reason": issue.message} for issue in left],
     }
