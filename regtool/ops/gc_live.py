@@ -103,11 +103,13 @@ def _fresh(store: Store) -> RegistryReader:
 
 
 def _written_since(driver: Any, entry: GcEntry) -> bool:
-    """Whether a repository planned as emptied holds revisions or tags now (written by
-    another instance meanwhile: on a bucket nothing locks them out)."""
+    """Whether a repository planned as emptied holds revisions, tags or uploads now
+    (written by another instance meanwhile: on a bucket nothing locks them out; the stale
+    uploads planned are deleted in an earlier phase)."""
     if entry.kind != "repository":
         return False
-    for folder in (paths.revisions_dir(entry.id), paths.tags_dir(entry.id)):
+    folders = (paths.revisions_dir(entry.id), paths.tags_dir(entry.id), paths.uploads_dir(entry.id))
+    for folder in folders:
         try:
             if driver.list(folder):
                 return True

@@ -289,10 +289,11 @@ class V2Collector(Sweeper):
             self.files.note(key, what)
 
     def plan(self) -> GcPlan:
-        streamed = bulk.repository_windows(self.reader)
+        # upload-only folders too: what a first push or an import left when it died
+        streamed = bulk.repository_windows(self.reader, uploads=True)
         marks: Iterable[MarkPart]
         if streamed is None:
-            names = [repository.name for repository in self.reader.repositories()]
+            names = [repository.name for repository in self.reader.repositories(uploads=True)]
             for issue in self.reader.foreign_objects():
                 self.files.note(issue.path, issue.message)
             workers = worker_count(self.files, len(names))

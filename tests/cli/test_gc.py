@@ -211,3 +211,26 @@ def test_gc_refuses_a_link_to_outside_where_tags_live_unless_forced(run, v2, tmp
     assert [e["id"] for e in doc["delete"]] == [ORPHAN_DIGEST]
     assert [s["path"] for s in doc["skipped"]] == [v2paths.repository("elsewhere")]
     assert (outside / "_manifests" / "keep").exists()
+
+
+def test_gc_purges_the_uploads_of_a_push_or_import_that_died_before_its_first_link(
+    run, v2, place_of
+):
+    # a killed `import -` or a first push that never finished: the folder has no _layers
+    # and no _manifests, so it is no repository, but its upload holds the bytes sent
+    upload = v2paths.upload_dir("ghost/app", "0a1b2c3d-0000-4000-8000-000000000001")
+    (v2 / upload).mkdir(parents=True)
+    (v2 / upload / "data").write_bytes(b"x" * 1000)
+    (v2 / upload / "startedat").write_text("2026-01-01T00:00:00Z")
+    place = place_of(v2)
+    planned = run(*place.args, "--dry-run", "--grace", "0", "--upload-age", "0", "-f", "json")
+    assert planned.exit_code == 0, planned.output
+    kinds = {(e["kind"], e["id"]) for e in json.loads(planned.stdout)["delete"]}
+    assert ("upload", "0a1b2c3d-0000-4000-8000-000000000001") in kinds
+    assert ("repository", "ghost/app") in kinds
+    done = run(*place.args, "--yes", "--grace", "0", "--upload-age", "0")
+    assert done.exit_code == 0, done.output
+    assert not place.has(f"{upload}/data")
+    assert not place.has(f"{upload}/startedat")
+    kept = run(*place.args, "--dry-run", "--grace", "0", "--format", "json")
+    assert json.loads(kept.stdout)["delete"] == []

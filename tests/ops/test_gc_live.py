@@ -94,6 +94,24 @@ def test_a_manifest_another_instance_writes_mid_run_keeps_its_blob(v2_root: Path
     assert any(e.kind == "blob" and e.id == LAYER_DIGEST for e in outcome.result.skipped)
 
 
+def test_an_upload_another_instance_opens_in_an_emptied_repository_keeps_it(
+    v2_root: Path,
+) -> None:
+    """A folder left with only an empty `_uploads` is planned as an emptied repository; a
+    first push another instance starts there before the deletion keeps it, upload and all."""
+    (v2_root / paths.uploads_dir("newapp")).mkdir(parents=True)
+    store = open_storage(v2_root, writable=True)
+    session = v2_root / paths.upload_dir("newapp", "0a1b2c3d-0000-4000-8000-000000000002")
+
+    def other_instance() -> None:
+        session.mkdir()
+        (session / "data").write_bytes(b"the first bytes of a push")
+
+    outcome = collect_live(store, NOW, Recorder(other_instance))
+    assert (session / "data").read_bytes() == b"the first bytes of a push"
+    assert [e.id for e in outcome.result.skipped if e.kind == "repository"] == ["newapp"]
+
+
 def test_writers_are_not_held_while_a_live_run_plans(v2_root: Path, monkeypatch) -> None:
     """The mark runs without the lock: a writer takes it shared while gc plans."""
     store = orphan(v2_root)

@@ -146,10 +146,11 @@ def fan_of(path: str) -> str | None:
 
 
 def repository_windows(
-    reader: V2Reader, max_keys: int | None = None, *, configs: bool = False
+    reader: V2Reader, max_keys: int | None = None, *, configs: bool = False, uploads: bool = False
 ) -> Iterator[tuple[list[Repository], V2Reader]] | None:
     """(repositories, a reader holding just their objects, settled and prefetched; with
-    `configs`, their images' configs too), window after window in key order; None when the
+    `configs`, their images' configs too; with `uploads`, folders holding only `_uploads`
+    count, as in `V2Reader.repositories`), window after window in key order; None when the
     reader's driver cannot stream (a disk: its own scan is fast and flat already)."""
     if not hasattr(reader.driver, "windows"):
         return None
@@ -160,9 +161,10 @@ def repository_windows(
             paths.REPOSITORIES, repository_of, max_keys or WINDOW_KEYS
         ):
             # a folder is a repository when it holds _layers or _manifests (as the reader
-            # finds them): uploads alone make none
+            # finds them): uploads alone make none, unless asked for
             found = {o for o in (_owner(i.path) for i in infos) if o is not None}
-            names = [n for n in units if any((n, m) in found for m in _MARKS)]
+            marks = (*_MARKS, paths.UPLOADS) if uploads else _MARKS
+            names = [n for n in units if any((n, m) in found for m in marks)]
             repositories = [
                 Repository(n, V2Reader.repository_issues(n, {m for m in _MARKS if (n, m) in found}))
                 for n in names

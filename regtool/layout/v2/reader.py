@@ -73,7 +73,9 @@ class V2Reader(ForeignNotes):
             raise LinkError(Issue(path, f"bad link: {exc}")) from None
 
     # -- listing -------------------------------------------------------------------------
-    def repositories(self) -> list[Repository]:
+    def repositories(self, *, uploads: bool = False) -> list[Repository]:
+        """Folders holding `_layers` or `_manifests`; with `uploads`, also those holding
+        only `_uploads` (a first push or an import that never finished: gc purges them)."""
         found: list[Repository] = []
         stack = [""]
         while stack:
@@ -83,6 +85,8 @@ class V2Reader(ForeignNotes):
             markers = {e.name for e in entries if e.is_dir and paths.is_repository_marker(e.name)}
             if name and markers:
                 found.append(Repository(name, self.repository_issues(name, markers)))
+            elif name and uploads and any(e.is_dir and e.name == paths.UPLOADS for e in entries):
+                found.append(Repository(name, ()))
             children = [e.name for e in entries if e.is_dir and not e.name.startswith("_")]
             stack.extend(f"{name}/{child}" if name else child for child in reversed(children))
         found.sort(key=lambda repo: repo.name)
