@@ -13,9 +13,7 @@ docker/registry/v2/
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable
 
 from regtool.model.digest import split_digest
 
@@ -161,18 +159,15 @@ _HASHSTATE = rf"{HASHSTATES}/(?:sha256|sha384|sha512)/[0-9]{{1,20}}"
 _CHUNK = rf"{CHUNKS}/[0-9]{{{CHUNK_DIGITS}}}"
 _UPLOAD_FILE = rf"(?:{DATA}|{STARTEDAT}|{TEMP_FILE.pattern}|{_HASHSTATE}|{_CHUNK})"
 _REVISION_FILE = rf"(?:{_LINK_OR_TEMP}|{SIGNATURES}/{_DIGEST_DIRS}/{LINK})"
-_REPOSITORY_FILE = (
+_UPLOAD_ID = re.compile(_UUID)
+_UPLOAD_FILE_RE = re.compile(_UPLOAD_FILE)
+_LINK_FOLDER_FILE = re.compile(_LINK_OR_TEMP)
+_REVISION_FOLDER_FILE = re.compile(_REVISION_FILE)
+_REPOSITORY_FILE = re.compile(
     rf"{LAYERS}/{_DIGEST_DIRS}/{_LINK_OR_TEMP}"
     rf"|{MANIFESTS}/revisions/{_DIGEST_DIRS}/{_REVISION_FILE}"
     rf"|{UPLOADS}/{_UUID}/{_UPLOAD_FILE}"
 )
-
-
-@functools.cache
-def _fullmatch(pattern: str) -> Callable[[str], re.Match[str] | None]:
-    """The compiled pattern's fullmatch, compiled on first use: gc needs these, the
-    other commands do not pay for compiling them at start-up."""
-    return re.compile(pattern).fullmatch
 
 
 def is_digest_folder(algorithm: str, name: str) -> bool:
@@ -183,29 +178,29 @@ def is_digest_folder(algorithm: str, name: str) -> bool:
 
 def is_upload_id(name: str) -> bool:
     """Upload folders are named by a UUID (distribution and regtool alike)."""
-    return _fullmatch(_UUID)(name) is not None
+    return _UPLOAD_ID.fullmatch(name) is not None
 
 
 def is_upload_file(relative: str) -> bool:
     """`data`, `startedat`, `hashstates/<alg>/<offset>`, `chunks/<offset>` or a temp file,
     below an upload."""
-    return _fullmatch(_UPLOAD_FILE)(relative) is not None
+    return _UPLOAD_FILE_RE.fullmatch(relative) is not None
 
 
 def is_link_folder_file(name: str) -> bool:
     """`link` or its temp file: what a layer link or tag index entry folder holds."""
-    return _fullmatch(_LINK_OR_TEMP)(name) is not None
+    return _LINK_FOLDER_FILE.fullmatch(name) is not None
 
 
 def is_revision_folder_file(relative: str) -> bool:
     """What a revision folder holds: its link, a temp file, schema1 signature links."""
-    return _fullmatch(_REVISION_FILE)(relative) is not None
+    return _REVISION_FOLDER_FILE.fullmatch(relative) is not None
 
 
 def is_repository_file(relative: str) -> bool:
     """A file below a repository folder (path relative to it) that the layout writes
     outside of tags: links, signature links, uploads and their temp files."""
-    return _fullmatch(_REPOSITORY_FILE)(relative) is not None
+    return _REPOSITORY_FILE.fullmatch(relative) is not None
 
 
 def in_layers(key: str) -> bool:
