@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from regtool.cli.output import Format
-from regtool.layout.reader import RegistryReader
-from regtool.layout.store import open_storage
+
+if TYPE_CHECKING:  # the storage code loads when a command opens storage, not for --help
+    from regtool.layout.reader import RegistryReader
 
 RootOpt = Annotated[
     Path | None,
@@ -38,4 +39,6 @@ FormatOpt = Annotated[
 
 def reader_for(root: Path | None, config: Path | None, *, bulk: bool = True) -> RegistryReader:
     """A read-only reader; `bulk=False` for commands that read a few images, not all."""
+    from regtool.layout.store import open_storage
+
     return open_storage(root, config, bulk=bulk).reader

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from regtool.errors import RootError
 from regtool.layout.detect import DEFAULT_ROOT, load_config, locate, locate_keys
 from regtool.layout.reader import Layout, RegistryReader
-from regtool.layout.v1.reader import V1Reader
 from regtool.layout.v2.reader import V2Reader
 from regtool.storage.driver import LockTimeout, StorageDriver, StorageError
 from regtool.storage.filesystem import FilesystemDriver
@@ -177,6 +176,8 @@ def open_bucket(settings: S3Settings, *, writable: bool = False, bulk: bool = Tr
 def reader_for(driver: StorageDriver, layout: Layout | None, root: Path | None) -> RegistryReader:
     """The reader of `layout` over `driver` (an empty storage reads as v2)."""
     if layout == "v1":
+        from regtool.layout.v1.reader import V1Reader  # loads for a v1 tree only
+
         return V1Reader(driver, root)
     return V2Reader(driver, root)
 

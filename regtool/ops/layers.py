@@ -1,4 +1,5 @@
-"""`regtool layers REF`: an image's layers, base first, and which other tags share each one."""
+"""`regtool layers REF`: an image's layers, base first, and which other images' tags share each
+one (never the image's own tags, whether REF names it by tag or by digest)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class LayersReport:
     config: str | None
     layers: tuple[LayerRow, ...]
     warnings: tuple[str, ...]
+    tags: tuple[str, ...] = ()  # the repository's tags naming `digest` (never in shared_with)
 
     @property
     def size(self) -> int:
@@ -61,13 +63,19 @@ def image_layers(
         )
     image = _pick(resolved.images, resolved.is_index, platform)
     users = inventory.users
+    # the image's own tags (REPO:TAG or REPO@DIGEST alike) share nothing with it: they are it
+    own = {
+        i
+        for i, tagged in enumerate(inventory.tags)
+        if tagged.repository == target.repository and tagged.digest == target.digest
+    }
     rows = []
     for layer in image.layers:
         others = sorted(
             {
                 inventory.tags[i].label
                 for i in users.get(layer.id, ())
-                if inventory.tags[i].label != target.label
+                if i not in own and inventory.tags[i].label != target.label
             }
         )
         rows.append(
@@ -92,6 +100,7 @@ def image_layers(
         config=image.config.id if image.config else None,
         layers=tuple(rows),
         warnings=tuple(str(issue) for issue in resolved.issues),
+        tags=tuple(sorted(inventory.tags[i].tag for i in own)),
     )
 
 
@@ -119,6 +128,7 @@ def report_document(report: LayersReport) -> dict[str, object]:
         "reference": report.reference,
         "repository": report.repository,
         "tag": report.tag,
+        "tags": list(report.tags),
         "digest": report.digest,
         "manifest": report.manifest,
         "media_type": report.media_type,

@@ -11,11 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from regtool.layout.reader import RegistryReader
-from regtool.model.tarsum import TarsumError, tarsum_v0
 from regtool.storage.driver import StorageDriver, StorageError
+
+if TYPE_CHECKING:  # `verify --help` need not load the layouts
+    from regtool.layout.reader import RegistryReader
 
 CHUNK = 1 << 20
 DEFAULT_UPLOAD_AGE = 24 * 3600.0
@@ -207,8 +208,13 @@ def _run(
 ) -> HashResult:
     try:
         with driver.open(job.path) as handle:
-            if job.tarsum:
-                value = tarsum_v0(job.prefix, handle)
+            if job.tarsum:  # v1 only: tarsum (and tarfile) load when a v1 tree needs them
+                from regtool.model.tarsum import TarsumError, tarsum_v0
+
+                try:
+                    value = tarsum_v0(job.prefix, handle)
+                except TarsumError as exc:
+                    return HashResult(job, None, f"cannot read the layer as a tar: {exc}")
                 if advance is not None:
                     advance(job.size)
                 return HashResult(job, value)
@@ -222,8 +228,6 @@ def _run(
                 if advance is not None:
                     advance(count)
         return HashResult(job, f"{job.algorithm}:{hasher.hexdigest()}")
-    except TarsumError as exc:
-        return HashResult(job, None, f"cannot read the layer as a tar: {exc}")
     except StorageError as exc:
         return HashResult(job, None, exc.message)
     except OSError as exc:

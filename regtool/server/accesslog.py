@@ -3,10 +3,13 @@ stream (stderr). `plain` is a common-log-like line; `json` one JSON object per l
 
     {"time": RFC 3339, "remote", "user" (null when anonymous), "method", "path", "route",
      "status", "bytes" (body bytes sent), "received" (body bytes received), "duration_ms",
-     "upload" and "digest" where the request has them}
+     "upload" and "digest" where the request has them; on a refused login
+     "login_failure": "no credentials" | "malformed header" | "unknown user" |
+     "wrong password" | "htpasswd file unreadable", and "login_user", the name tried}
     {"time", "event": "gc" | "purge" | ..., figures of the event}
 
-Neither format ever holds a password or an Authorization header: only the user name.
+Neither format ever holds a password or an Authorization header: only the user name
+(the plain line ends with `login failed: REASON (user "NAME")` on a refused login).
 """
 
 from __future__ import annotations
@@ -57,11 +60,17 @@ class AccessLog:
         if self.stream is None:
             return
         took = seconds * 1000
+        failure = req.login_failure
         if not self.json:
             stamp = time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime())
+            why = ""
+            if failure is not None:
+                why = f" login failed: {failure.reason}"
+                if failure.user is not None:
+                    why += f" (user {json.dumps(failure.user)})"
             self.write(
                 f'{client} - {req.user or "-"} [{stamp}] "{req.method} {req.path}" '
-                f"{response.status} {response.content_length} {took:.1f}ms\n"
+                f"{response.status} {response.content_length} {took:.1f}ms{why}\n"
             )
             return
         record: dict[str, Any] = {
@@ -84,6 +93,10 @@ class AccessLog:
         digest = response.headers.get("Docker-Content-Digest") or req.query.get("digest")
         if digest:
             record["digest"] = digest
+        if failure is not None:
+            record["login_failure"] = failure.reason
+            if failure.user is not None:
+                record["login_user"] = failure.user
         self.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def event(self, name: str, text: str, **figures: Any) -> None:

@@ -16,7 +16,7 @@ from regtool.layout.detect import holds_nothing
 from regtool.layout.store import open_storage
 from regtool.layout.v2 import paths
 from regtool.server.activity import Activity
-from regtool.server.auth import LoginThrottle
+from regtool.server.auth import LoginFailure, LoginThrottle
 from regtool.server.handlers import (
     blobs,
     catalog,
@@ -78,6 +78,8 @@ class Endpoint(Protocol):
 
 class Authenticator(Protocol):
     def check(self, authorization_header: str | None) -> bool: ...
+
+    def verdict(self, authorization_header: str | None) -> LoginFailure | None: ...
 
     def challenge(self) -> str: ...
 
@@ -146,10 +148,12 @@ class App:
         """Set req.user, or raise 401; a failed login from an address that keeps failing is
         answered late (this thread sleeps, holding no lock: other clients go on)."""
         header = req.headers.get("authorization")
-        if header and auth.check(header):
+        failure = auth.verdict(header)
+        if failure is None:
             self.throttle.succeeded(req.client)
-            req.user = basic_user(header)
+            req.user = basic_user(header or "")
             return
+        req.login_failure = failure  # for the access log; the answer is the same for all
         if header:  # a request without credentials is a client asking how to log in
             delay = self.throttle.failed(req.client)
             if delay:

@@ -44,6 +44,20 @@ FORGET_AFTER = 900.0  # an address with no failure for this long starts afresh
 MAX_TRACKED = 4096  # addresses remembered at most (the oldest are forgotten first)
 
 
+# why a login failed, as the access log says it (never the client: all get the same 401)
+NO_CREDENTIALS = "no credentials"
+MALFORMED = "malformed header"
+UNKNOWN_USER = "unknown user"
+WRONG_PASSWORD = "wrong password"
+NO_HTPASSWD = "htpasswd file unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailure:
+    reason: str  # one of the five above
+    user: str | None = None  # the name tried (unknown user, wrong password)
+
+
 class HtpasswdError(OperationalError):
     """The htpasswd file cannot be read."""
 
@@ -123,27 +137,36 @@ class Htpasswd:
 
     def check(self, authorization_header: str | None) -> bool:
         """True when the header carries Basic credentials that match an entry."""
+        return self.verdict(authorization_header) is None
+
+    def verdict(self, authorization_header: str | None) -> LoginFailure | None:
+        """None when the header's Basic credentials match an entry, else why not (for the
+        access log only: every refusal gets the same answer)."""
+        if not authorization_header:
+            return LoginFailure(NO_CREDENTIALS)
         snapshot = self._current()
-        if snapshot is None or not authorization_header:
-            return False
+        if snapshot is None:
+            return LoginFailure(NO_HTPASSWD)
         credentials = _basic_credentials(authorization_header)
         if credentials is None:
-            return False
+            return LoginFailure(MALFORMED)
         user, password = credentials
         raw = authorization_header.encode("utf-8", "surrogatepass")
         token = hmac.new(self._key, raw, hashlib.sha256).digest()
         if token in self._verified:
-            return True
+            return None
         hashed = snapshot.entries.get(user)
         ok = _bcrypt_matches(password, hashed if hashed is not None else _DUMMY_HASH)
-        if ok and hashed is not None:
-            with self._lock:
-                if self._snapshot is snapshot:
-                    if len(self._verified) >= _CACHE_SIZE:
-                        self._verified.pop(next(iter(self._verified)))
-                    self._verified[token] = None
-            return True
-        return False
+        if hashed is None:
+            return LoginFailure(UNKNOWN_USER, user)
+        if not ok:
+            return LoginFailure(WRONG_PASSWORD, user)
+        with self._lock:
+            if self._snapshot is snapshot:
+                if len(self._verified) >= _CACHE_SIZE:
+                    self._verified.pop(next(iter(self._verified)))
+                self._verified[token] = None
+        return None
 
     def _current(self) -> _Snapshot | None:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 # code -> (HTTP status, message), as distribution and the spec define them
 ERROR_CODES: dict[str, tuple[int, str]] = {
@@ -105,6 +105,7 @@ class Request:
     body: Body = field(default_factory=EmptyBody)
     user: str | None = None
     client: str = ""  # the peer's address (login throttling is per address)
+    login_failure: Any = None  # auth.LoginFailure: why credentials were refused (access log)
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)

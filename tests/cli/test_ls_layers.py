@@ -34,7 +34,7 @@ def test_layers_by_digest_names_the_digest_once(run, v2_root):
     digest = rows[0]["digest"]
     for ref in (f"busybox@{digest}", f"busybox@{digest[7:19]}"):
         first = run("layers", ref, "--root", str(v2_root)).stdout.splitlines()[0]
-        assert first == f"busybox@{digest}"
+        assert first == f"busybox@{digest}  tagged latest"
     first = run("layers", "busybox", "--root", str(v2_root)).stdout.splitlines()[0]
     assert first == f"busybox:latest  {digest}"
     last = run("layers", "busybox", "--root", str(v2_root)).stdout.splitlines()[-1]

@@ -67,11 +67,15 @@ def test_index_defaults_to_linux_amd64_and_platform_picks_another(v2_root, v2_ex
     assert caught.value.hint == "available: linux/amd64, linux/arm64/v8"
 
 
-def test_reference_by_digest_shares_with_every_tag(v2_root, v2_expected):
+def test_reference_by_digest_shares_with_other_images_not_its_own_tags(v2_root, v2_expected):
     digest = v2_expected["manifests"]["centos:6.7"]["digest"]
     report = image_layers(open_reader(v2_root), f"centos@{digest}")
     assert report.tag is None
-    assert "centos:6.7" in report.layers[0].shared_with
+    assert report.tags == ("6.7",)
+    assert "centos:6.7" not in report.layers[0].shared_with
+    assert "centos:httpd" in report.layers[0].shared_with
+    by_tag = image_layers(open_reader(v2_root), "centos:6.7")
+    assert [row.shared_with for row in by_tag.layers] == [row.shared_with for row in report.layers]
 
 
 def test_unknown_reference_lists_close_matches(v1_root):

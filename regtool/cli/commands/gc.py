@@ -10,6 +10,7 @@ import typer
 
 from regtool.cli import output as out
 from regtool.cli.confirm import confirm
+from regtool.cli.entry_summary import summary_grid
 from regtool.cli.errors import ExitCode, friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
 from regtool.cli.output import Format
@@ -59,6 +60,15 @@ def gc(
             "gc or rm) instead of failing at once (0, 30s, 10m).",
         ),
     ] = "0",
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            "-s",
+            help="Table output: one line per repository (entries, size), blobs on a line "
+            "of their own, and the total, instead of every entry (json/yaml: unchanged).",
+        ),
+    ] = False,
     root: RootOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
@@ -90,12 +100,12 @@ def gc(
     if yes and not dry_run:
         result = collect_garbage(store, options, wait=lock_wait)
         _report_problems(result.plan)
-        _emit(result.plan, fmt, "deleted")
+        _emit(result.plan, fmt, "deleted", summary)
         _after_sweep(result.plan, config, result.failed)
         return
     plan = plan_gc(reader, options)
     _report_problems(plan)
-    _emit(plan, fmt, "would delete" if dry_run else "to delete")
+    _emit(plan, fmt, "would delete" if dry_run else "to delete", summary)
     if dry_run or not plan.delete:
         _after_sweep(plan, config, (), dry_run=True)
         return
@@ -108,7 +118,7 @@ def gc(
     _report_problems(result.plan)
     for entry in result.skipped:
         out.note(f"kept {entry.kind} {entry.id}: no longer garbage under the lock")
-    _emit(result.plan, fmt, "deleted")
+    _emit(result.plan, fmt, "deleted", summary)
     _after_sweep(result.plan, config, result.failed)
 
 
@@ -142,20 +152,22 @@ def _contract(plan: GcPlan) -> dict[str, object]:
     return {"delete": rows, "bytes": plan.bytes, "skipped": skipped}
 
 
-def _emit(plan: GcPlan, fmt: Format, verb: str) -> None:
-    out.emit(_contract(plan), fmt, lambda: _table(plan, verb))
+def _emit(plan: GcPlan, fmt: Format, verb: str, summary: bool = False) -> None:
+    out.emit(_contract(plan), fmt, lambda: _table(plan, verb, summary))
 
 
-def _table(plan: GcPlan, verb: str) -> str:
-    rows = [[e.kind, _short(e), out.human_size(e.size), short_path(e.path)] for e in plan.delete]
+def _table(plan: GcPlan, verb: str, summary_only: bool = False) -> str:
     summary = f"{verb} {out.entries(len(plan.delete))}, {out.human_size(plan.bytes)}"
     kept = ""
     if plan.kept_recent:
         kept += f"; kept {plan.kept_recent} newer than the grace window"
     if plan.skipped:
         kept += f"; left {len(plan.skipped)} unrecognised objects alone (see warnings)"
-    if not rows:
+    if not plan.delete:
         return f"nothing to delete ({plan.marked} objects in use)" + kept
+    if summary_only:
+        return summary_grid(plan.delete) + "\n" + summary + kept
+    rows = [[e.kind, _short(e), out.human_size(e.size), short_path(e.path)] for e in plan.delete]
     return out.grid(rows, ["KIND", "ID", "SIZE", "PATH"]) + "\n" + summary + kept
 
 

@@ -60,7 +60,7 @@ def import_(
 
     Example:
 
-        podman save app:1.4 | ssh registry-host regtool import - --root /var/lib/registry
+        podman save app:1.4 | ssh host regtool import - --root /var/lib/registry
     """
     destination, bucket = choose_target(root, config)
     stream = sys.stdin.buffer if str(file) == "-" else None

@@ -29,6 +29,11 @@ def layers(
 ) -> None:
     """Show an image's layers, base first, and the other tags that share each layer.
 
+    SHARED WITH names the tags of other images that hold the layer; the image's own tags
+    (every tag of its repository naming the same digest) are never listed there, whether
+    REF is a tag or a digest: the first line names them instead ("also tagged ...", or
+    "tagged ..." / "untagged" for REPO@DIGEST).
+
     Example:
 
         regtool layers centos:httpd --root /var/lib/registry
@@ -42,6 +47,10 @@ def layers(
 def _table(report: LayersReport) -> str:
     title = f"{short_name(report.repository)}:{report.tag}" if report.tag else report.reference
     head = title if report.digest in title else f"{title}  {report.digest}"  # digest once
+    if report.tag is None:
+        head += f"  tagged {', '.join(report.tags)}" if report.tags else "  untagged"
+    elif aliases := [tag for tag in report.tags if tag != report.tag]:
+        head += f"  also tagged {', '.join(aliases)}"
     if report.platform:
         head += f"  {report.platform} ({report.manifest})"
     body = []

@@ -13,23 +13,29 @@ import typer
 from regtool.cli import output as out
 from regtool.cli.confirm import confirm
 from regtool.cli.errors import ExitCode, friendly_errors
-from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
+from regtool.cli.options import FormatOpt
 from regtool.cli.output import Format
 from regtool.layout.detect import choose_target
 from regtool.ops.migrate import MigrationPlan, MigrationResult, apply_migration, plan_migration
+
+_DESTINATION = "Destination when --to is not given"
 
 
 @friendly_errors
 def migrate(
     source: Annotated[
-        Path, typer.Option("--from", help="The v1 storage_path (holds images/, repositories/).")
+        Path,
+        typer.Option(
+            "--from",
+            help="The v1 storage_path to read (holds images/, repositories/).",
+        ),
     ],
     to: Annotated[
         Path | None,
         typer.Option(
             "--to",
-            help="The v2 rootdirectory to write (created when missing); default: --root, or "
-            "--config's storage (a folder or an S3 bucket).",
+            help="The v2 rootdirectory to write (created when missing); without it, the "
+            "destination is --root or --config's storage (below).",
             show_default=False,
         ),
     ] = None,
@@ -48,8 +54,27 @@ def migrate(
             help="Leave a tag that names another image as it is (exit 1, naming it).",
         ),
     ] = False,
-    root: RootOpt = None,
-    config: ConfigOpt = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            envvar="REGTOOL_ROOT",
+            help="The v2 root to write when --to is not given (distribution's "
+            "rootdirectory). Default ./registry.",
+            show_default=False,
+            rich_help_panel=_DESTINATION,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A distribution config.yml: without --to (and --root), write into its "
+            "storage, a folder or an S3 bucket (needs regtool[s3]).",
+            show_default=False,
+            rich_help_panel=_DESTINATION,
+        ),
+    ] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Convert every tagged v1 image chain into a v2 image, as the Docker engine would.

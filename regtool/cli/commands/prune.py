@@ -10,6 +10,7 @@ import typer
 from regtool.cli import output as out
 from regtool.cli.commands.gc import _after_sweep, _report_problems
 from regtool.cli.confirm import confirm
+from regtool.cli.entry_summary import summary_grid
 from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
 from regtool.cli.output import Format
@@ -43,6 +44,15 @@ def prune(
     upload_age: Annotated[
         str, typer.Option("--upload-age", help="Remove uploads untouched for this long (v2).")
     ] = "24h",
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            "-s",
+            help="Table output: what is deleted per repository (entries, size), blobs on a "
+            "line of their own, and the total, as gc --summary (json/yaml: unchanged).",
+        ),
+    ] = False,
     root: RootOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
@@ -98,11 +108,11 @@ def prune(
     store = open_storage(root, config, writable=not dry_run, fsync=False)
     if yes and not dry_run:
         result = apply_prune(store, policies, options)
-        _finish(result.plan, fmt, "removed", config, result)
+        _finish(result.plan, fmt, "removed", config, result, summary)
         return
     plan = plan_prune(store.reader, policies, options)
     _report_problems(plan.sweep)
-    _emit(plan, fmt, "would remove" if dry_run else "to remove")
+    _emit(plan, fmt, "would remove" if dry_run else "to remove", summary=summary)
     if dry_run or not plan.delete:
         _after_sweep(plan.sweep, config, (), dry_run=True)
         return
@@ -112,18 +122,23 @@ def prune(
         yes=yes,
     )
     result = apply_prune(store, policies, options, shown=plan)
-    _finish(result.plan, fmt, "removed", config, result)
+    _finish(result.plan, fmt, "removed", config, result, summary)
 
 
 def _finish(
-    plan: PrunePlan, fmt: Format, verb: str, config: Path | None, result: PruneResult
+    plan: PrunePlan,
+    fmt: Format,
+    verb: str,
+    config: Path | None,
+    result: PruneResult,
+    summary: bool = False,
 ) -> None:
     _report_problems(plan.sweep)
     for label in result.moved:
         out.note(f"left {label} alone: the tag moved since the plan was shown")
     for entry in result.skipped:
         out.note(f"kept {entry.kind} {entry.id}: no longer removed under the lock")
-    _emit(plan, fmt, verb, result.moved)
+    _emit(plan, fmt, verb, result.moved, summary)
     if result.journal:
         out.note(f"journal: .regtool/journal/{result.journal} (regtool restore --last undoes it)")
     _after_sweep(plan.sweep, config, result.failed)
@@ -147,11 +162,13 @@ def contract(plan: PrunePlan, moved: tuple[str, ...] = ()) -> dict[str, object]:
     return doc
 
 
-def _emit(plan: PrunePlan, fmt: Format, verb: str, moved: tuple[str, ...] = ()) -> None:
-    out.emit(contract(plan, moved), fmt, lambda: _table(plan, verb))
+def _emit(
+    plan: PrunePlan, fmt: Format, verb: str, moved: tuple[str, ...] = (), summary: bool = False
+) -> None:
+    out.emit(contract(plan, moved), fmt, lambda: _table(plan, verb, summary))
 
 
-def _table(plan: PrunePlan, verb: str) -> str:
+def _table(plan: PrunePlan, verb: str, summary_only: bool = False) -> str:
     rows = [
         [
             short_name(row.repository),
@@ -172,5 +189,7 @@ def _table(plan: PrunePlan, verb: str) -> str:
         summary += f"; kept {plan.sweep.kept_recent} newer than the grace window"
     if not rows:
         return "no repository is governed by the policy: nothing to remove"
+    if summary_only:
+        return summary_grid(plan.delete) + "\n" + summary
     headers = ["REPOSITORY", "REMOVED", "FREED", "KEPT", "KEPT SIZE"]
     return out.grid(rows, headers) + "\n" + summary

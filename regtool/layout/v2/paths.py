@@ -130,6 +130,20 @@ def chunk_offset(key_name: str) -> int | None:
     return None
 
 
+def repository_of(key: str) -> str | None:
+    """The repository a key under `repositories/` belongs to (its folders before the first
+    `_layers`/`_manifests`/`_uploads`), or None for a key outside them (blobs)."""
+    prefix = f"{REPOSITORIES}/"
+    if not key.startswith(prefix):
+        return None
+    name: list[str] = []
+    for part in key[len(prefix) :].split("/"):
+        if part.startswith("_"):
+            break
+        name.append(part)
+    return "/".join(name) or None
+
+
 def is_repository_marker(entry_name: str) -> bool:
     """A folder holding `_layers` (2.8.2) or `_manifests` (3.x) is a repository."""
     return entry_name in (LAYERS, MANIFESTS)
