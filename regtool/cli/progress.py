@@ -30,6 +30,16 @@ FLUSH_EVERY = 0.2  # seconds between a worker's reports
 RATE_WINDOW = 3.0  # seconds the rate is measured over
 REFRESH_PER_SECOND = 8
 
+_forked = False  # True in a process forked from the one that draws
+
+
+def _in_child() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_in_child)
+
 
 def wanted() -> bool:
     """Progress is drawn only on a terminal that can redraw a line."""
@@ -61,8 +71,9 @@ class LiveMeter:
         self.total: int | None = None
         self._files = 0
         self._bytes = 0
+        self._worker_files = 0
+        self._worker_bytes = 0
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         self._rest = b""
@@ -76,17 +87,18 @@ class LiveMeter:
 
     # -- ticks (regtool.storage.meter.Meter) -----------------------------------------
     def files(self, count: int) -> None:
-        if os.getpid() != self._pid:
+        # the hot path (a tick per file): no lock; threads that tick files (an object
+        # store's parallel GETs) could lose one only on a switch inside this +=
+        if _forked:
             self._child(count, 0)
             return
-        with self._lock:
-            self._files += count
+        self._files += count
 
     def data(self, size: int) -> None:
-        if os.getpid() != self._pid:
+        if _forked:
             self._child(0, size)
             return
-        with self._lock:
+        with self._lock:  # hashing threads tick a chunk at a time
             self._bytes += size
 
     def phase(self, name: str, total: int | None = None) -> None:
@@ -94,7 +106,7 @@ class LiveMeter:
         with self._lock:
             self.stage = name
             self.total = total
-            self._files = self._bytes = 0
+            self._files = self._bytes = self._worker_files = self._worker_bytes = 0
             self._started = time.monotonic()
             self._samples.clear()
 
@@ -140,10 +152,10 @@ class LiveMeter:
             chunk = self._rest + chunk
             whole = len(chunk) - len(chunk) % RECORD.size
             self._rest = chunk[whole:]
-            with self._lock:
+            with self._lock:  # the workers' counts: kept apart from this process's own
                 for count, size in RECORD.iter_unpack(chunk[:whole]):
-                    self._files += count
-                    self._bytes += size
+                    self._worker_files += count
+                    self._worker_bytes += size
 
     # -- drawing ---------------------------------------------------------------------
     def text(self) -> str:
@@ -152,7 +164,7 @@ class LiveMeter:
         left`."""
         self._drain()
         now = time.monotonic()
-        files, size, total = self._files, self._bytes, self.total
+        files, size, total = self.counted, self.done, self.total
         samples = self._samples
         samples.append((now, files, size))
         while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW:
@@ -175,8 +187,14 @@ class LiveMeter:
         return text
 
     @property
+    def counted(self) -> int:
+        """Files looked at so far in this stage (workers' reports included)."""
+        return self._files + self._worker_files
+
+    @property
     def done(self) -> int:
-        return self._bytes
+        """Bytes moved so far in this stage."""
+        return self._bytes + self._worker_bytes
 
     def description(self) -> str:
         return f"{self.label}: {self.stage}" if self.stage else self.label

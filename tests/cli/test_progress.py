@@ -237,7 +237,7 @@ def test_counts_from_forked_workers_reach_the_parent():
             done = run_parts(work, [[1] * 1000, [2] * 2000, [3] * 3000])
         assert done == [1000, 2000, 3000]
         live._drain()  # the workers have ended: their last reports are in the pipe
-        assert (live._files, live.done) == (6000, 1000 + 4000 + 9000)
+        assert (live.counted, live.done) == (6000, 1000 + 4000 + 9000)
     finally:
         os.close(live._read)
         os.close(live._write)
