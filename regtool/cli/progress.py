@@ -36,6 +36,9 @@ _forked = False  # True in a process forked from the one that draws
 def _in_child() -> None:
     global _forked
     _forked = True
+    current = meter.current()
+    if isinstance(current, LiveMeter):
+        current._joined = False  # this worker reports its own counts, from zero
 
 
 os.register_at_fork(after_in_child=_in_child)
@@ -82,7 +85,7 @@ class LiveMeter:
         # in a forked child: what is not yet sent, and when it was last sent
         self._pending = [0, 0]
         self._sent = 0.0
-        self._child_pid = 0
+        self._joined = False
         self._progress: Any = None
 
     # -- ticks (regtool.storage.meter.Meter) -----------------------------------------
@@ -118,9 +121,8 @@ class LiveMeter:
         self.data(amount)
 
     def _child(self, count: int, size: int) -> None:
-        pid = os.getpid()
-        if self._child_pid != pid:  # first tick in this worker: what the parent left is not ours
-            self._child_pid = pid
+        if not self._joined:  # the first tick in this worker
+            self._joined = True
             self._pending = [0, 0]
             _at_worker_exit(self._send)
         pending = self._pending

@@ -49,8 +49,9 @@ def phase(name: str, total: int | None = None) -> None:
         meter.phase(name, total)
 
 
-def active() -> bool:
-    return _current is not None
+def current() -> Meter | None:
+    """The installed meter (None: ticks go nowhere)."""
+    return _current
 
 
 @contextmanager
