@@ -7,6 +7,7 @@ MAX_MEMBERS members, or a JSON member over its cap, is refused before it is read
 
 from __future__ import annotations
 
+import os
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from regtool.errors import UnreadableError
 from regtool.model.digest import is_digest
 from regtool.model.jsondoc import JsonError, parse_json
 from regtool.ops import layerio
+from regtool.storage import meter
 
 MAX_SMALL = 4 << 20  # manifest.json, index.json, manifests, v1 jsons: distribution's cap
 MAX_CONFIG = 8 << 20  # image configs (what `ls` and `verify` read at most)
@@ -100,6 +102,8 @@ class Archive:
             if isinstance(self.source, Path):
                 own = self.source.open("rb")
             fileobj: IO[bytes] = own if own is not None else self.source  # type: ignore[assignment]
+            meter.phase("reading", _size(own))
+            fileobj = meter.counted(fileobj)
             tar = tarfile.open(fileobj=fileobj, mode="r|*", tarinfo=_BoundedInfo)  # noqa: SIM115
         except (tarfile.TarError, EOFError, OSError) as exc:
             if own is not None:
@@ -206,6 +210,16 @@ class Archive:
 
     def json(self, name: str) -> Any:
         return member_json(name, self.read(name))
+
+
+def _size(handle: IO[bytes] | None) -> int | None:
+    """The bytes of an opened regular file (a pipe, stdin: None)."""
+    if handle is None:
+        return None
+    try:
+        return os.fstat(handle.fileno()).st_size or None
+    except (OSError, ValueError):
+        return None
 
 
 def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -32,6 +32,7 @@ from regtool.model.manifest import (
 )
 from regtool.ops.inventory import short_name
 from regtool.ops.resolve import resolve_reference
+from regtool.storage import meter
 from regtool.storage.driver import StorageError
 
 DEFAULT_PLATFORM = "linux/amd64"
@@ -83,6 +84,7 @@ def export_images(
     written: set[str] = set()
     total = 0
     images: list[ExportedImage] = []
+    meter.phase("writing", _bytes(chosen))
     if stream is not None:
         with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             total = _write_tar(tar, reader, chosen, written, images)
@@ -121,6 +123,7 @@ def _write_tar(
                 written.add(blob.digest)
         if digest not in written:
             _add_bytes(tar, _member(digest), raw)
+            meter.data(len(raw))
             written.add(digest)
             total += len(raw)
         index.append(
@@ -201,6 +204,16 @@ def _info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+def _bytes(chosen: list[tuple[str, bytes, ImageManifest, str | None]]) -> int:
+    """What the blobs and manifests of the chosen images hold, each once."""
+    sizes: dict[str, int] = {}
+    for _, raw, manifest, _ in chosen:
+        for blob in (manifest.config, *manifest.layers):
+            sizes[blob.digest] = blob.size
+        sizes[digest_of(raw)] = len(raw)
+    return sum(sizes.values())
+
+
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(_info(name, len(data)), io.BytesIO(data))
 
@@ -210,7 +223,7 @@ def _add_blob(tar: tarfile.TarFile, reader: V2Reader, digest: str) -> int:
     try:
         size = reader.driver.stat(path).size
         with reader.driver.open(path) as handle:
-            tar.addfile(_info(_member(digest), size), handle)
+            tar.addfile(_info(_member(digest), size), meter.counted(handle))
     except StorageError as exc:
         raise UnreadableError(f"blob {digest}: {exc.message}") from None
     return size

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from regtool.storage import nofollow
+from regtool.storage import meter, nofollow
 from regtool.storage.driver import (
     Entry,
     FileInfo,
@@ -121,6 +121,7 @@ class FilesystemDriver:
                 fd = nofollow.open_beneath(self.beneath.root_fd(), path, READ_FLAGS)
             except OSError as exc:
                 raise self.translate(path, exc) from None
+        meter.files(1)
         try:
             return read_regular(fd, path, limit)
         except OSError as exc:
@@ -169,6 +170,7 @@ class FilesystemDriver:
         finally:
             os.close(fd)
         entries.sort(key=lambda e: e.name)
+        meter.files(len(entries))
         return entries
 
     def walk(self, prefix: str) -> Iterator[FileInfo]:
@@ -201,6 +203,7 @@ class FilesystemDriver:
                 raise StorageError(folder, exc.strerror or str(exc)) from None
             finally:
                 os.close(fd)
+            meter.files(len(files))
             yield from reversed(files)
 
     # -- writes ------------------------------------------------------------------------
@@ -283,6 +286,7 @@ class FilesystemDriver:
 
     def delete(self, path: str) -> None:
         self._writable(path)
+        meter.files(1)
         try:
             self.beneath.remove(path)
         except OSError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from regtool.storage import nofollow
+from regtool.storage import meter, nofollow
 from regtool.storage.driver import ForeignObjectError, PathNotFound, StorageError
 from regtool.storage.filesystem import FilesystemDriver, read_checked, read_regular
 from regtool.storage.nofollow import DIR_FLAGS, READ_FLAGS, describe
@@ -83,6 +83,7 @@ class LocalScan(Scan):
         finally:
             os.close(fd)
         names.sort()
+        meter.files(len(names))
         return names
 
     def names(self, prefix: str) -> list[str]:
@@ -99,6 +100,7 @@ class LocalScan(Scan):
         finally:
             os.close(fd)
         names.sort()
+        meter.files(len(names))
         return names
 
     def children(self, folder: str) -> list[Child] | None:
@@ -128,6 +130,7 @@ class LocalScan(Scan):
             raise StorageError(folder, exc.strerror or str(exc)) from None
         finally:
             os.close(fd)
+        meter.files(len(found))
         return found
 
     def entry(self, path: str) -> Child | None:
@@ -135,6 +138,7 @@ class LocalScan(Scan):
         is; a Child with `foreign` set (and noted) for a link or special file there or on
         the way."""
         name = path.rpartition("/")[2]
+        meter.files(1)
         try:
             st = self.local_driver.beneath.lstat(path)
         except OSError as exc:
@@ -158,6 +162,7 @@ class LocalScan(Scan):
         try:
             names = os.listdir(fd)
             names.sort()
+            meter.files(len(names))
             yield LocalFolder(self, prefix, names, fd)
         except OSError as exc:
             raise StorageError(prefix, exc.strerror or str(exc)) from None
@@ -171,9 +176,11 @@ class LocalScan(Scan):
             root = self._root_fd
             if root is None:
                 root = self._root_fd = local.beneath.root_fd()
-            return nofollow.open_beneath(root, path, READ_FLAGS)
+            fd = nofollow.open_beneath(root, path, READ_FLAGS)
         except OSError as exc:
             raise local.translate(path, exc) from None
+        meter.files(1)
+        return fd
 
     def read(self, path: str, limit: int | None = None) -> bytes:
         """A regular file's bytes; PathNotFound, ForeignObjectError, TooLarge (over `limit`,

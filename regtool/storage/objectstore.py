@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from regtool.storage import meter
 from regtool.storage.driver import (
     Entry,
     FileInfo,
@@ -91,6 +92,7 @@ class ObjectStoreDriver:
         import obstore
 
         key = self._key(path)
+        meter.files(1)
         try:
             if limit is None:
                 return bytes(obstore.get(self.store, key).bytes())
@@ -188,6 +190,7 @@ class ObjectStoreDriver:
         entries = [Entry(p.rpartition("/")[2], True) for p in found["common_prefixes"]]
         entries += [Entry(o["path"].rpartition("/")[2], False) for o in found["objects"]]
         entries.sort(key=lambda e: e.name)
+        meter.files(len(entries))
         return entries
 
     def walk(self, prefix: str) -> Iterator[FileInfo]:
@@ -203,6 +206,7 @@ class ObjectStoreDriver:
                 return
             except Exception as exc:
                 raise self._error(prefix, exc) from None
+            meter.files(len(page))
             for meta in page:
                 yield FileInfo(
                     meta["path"],
@@ -367,6 +371,7 @@ class ObjectStoreDriver:
             stream = obstore.list(self.store, key, chunk_size=LIST_PAGE)
             for page in stream:
                 obstore.delete(self.store, [meta["path"] for meta in page])
+                meter.files(len(page))
             obstore.delete(self.store, key)
         except FileNotFoundError:
             return

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from regtool.cli import output as out
+from regtool.cli import progress
 from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
@@ -47,9 +48,10 @@ def export(
         raise UsageError(
             "refusing to write a tarball to a terminal", hint="redirect stdout, or -o FILE.tar"
         )
-    reader = reader_for(root, config, bulk=False)
-    stream = sys.stdout.buffer if to_stdout else None
-    result = export_images(reader, refs, output, platform=platform, stream=stream)
+    with progress.shown("export"):
+        reader = reader_for(root, config, bulk=False)
+        stream = sys.stdout.buffer if to_stdout else None
+        result = export_images(reader, refs, output, platform=platform, stream=stream)
     with redirect_stdout(sys.stderr) if to_stdout else nullcontext():
         out.emit(result, fmt, lambda: _table(result))
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from regtool.cli import output as out
+from regtool.cli import progress
 from regtool.cli.confirm import confirm
 from regtool.cli.entry_summary import summary_grid
 from regtool.cli.errors import ExitCode, friendly_errors
@@ -95,15 +96,18 @@ def gc(
         force=force,
     )
     lock_wait = parse_duration(wait, "--wait")
-    store = open_storage(root, config, writable=not dry_run, fsync=False)
+    with progress.shown("gc"):
+        store = open_storage(root, config, writable=not dry_run, fsync=False)
     reader = store.reader
     if yes and not dry_run:
-        result = collect_garbage(store, options, wait=lock_wait)
+        with progress.shown("gc"):
+            result = collect_garbage(store, options, wait=lock_wait)
         _report_problems(result.plan)
         _emit(result.plan, fmt, "deleted", summary)
         _after_sweep(result.plan, config, result.failed)
         return
-    plan = plan_gc(reader, options)
+    with progress.shown("gc"):
+        plan = plan_gc(reader, options)
     _report_problems(plan)
     _emit(plan, fmt, "would delete" if dry_run else "to delete", summary)
     if dry_run or not plan.delete:
@@ -114,7 +118,8 @@ def gc(
         dry_run=dry_run,
         yes=yes,
     )
-    result = collect_garbage(store, options, shown=plan, wait=lock_wait)
+    with progress.shown("gc"):
+        result = collect_garbage(store, options, shown=plan, wait=lock_wait)
     _report_problems(result.plan)
     for entry in result.skipped:
         out.note(f"kept {entry.kind} {entry.id}: no longer garbage under the lock")

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from regtool.cli import output as out
+from regtool.cli import progress
 from regtool.cli.errors import ExitCode, friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
 from regtool.cli.output import Format
@@ -62,11 +63,12 @@ def import_(
 
         podman save app:1.4 | ssh host regtool import - --root /var/lib/registry
     """
-    destination, bucket = choose_target(root, config)
-    stream = sys.stdin.buffer if str(file) == "-" else None
-    result = import_tarball(
-        file, destination, tag=tag, config=bucket, stream=stream, overwrite=not no_overwrite
-    )
+    with progress.shown("import"):
+        destination, bucket = choose_target(root, config)
+        stream = sys.stdin.buffer if str(file) == "-" else None
+        result = import_tarball(
+            file, destination, tag=tag, config=bucket, stream=stream, overwrite=not no_overwrite
+        )
     out.emit(result, fmt, lambda: _table(result))
     if result.kept:
         names = ", ".join(f"{image.repository}:{image.tag}" for image in result.kept)

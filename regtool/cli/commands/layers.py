@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from regtool.cli import output as out
+from regtool.cli import progress
 from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
@@ -38,7 +39,8 @@ def layers(
 
         regtool layers centos:httpd --root /var/lib/registry
     """
-    report = image_layers(reader_for(root, config), ref, platform)
+    with progress.shown("layers"):
+        report = image_layers(reader_for(root, config), ref, platform)
     for warning in report.warnings:
         out.warn(warning)
     out.emit(report_document(report), fmt, lambda: _table(report))

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from regtool.cli import output as out
+from regtool.cli import progress
 from regtool.cli.errors import friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
@@ -42,14 +43,17 @@ def ls(
 
         regtool ls --root /var/lib/registry 'centos*'
     """
-    reader = reader_for(root, config)
-    pattern = check_pattern(reader, pattern)  # exit 1 when it matches no repository
+    with progress.shown("ls"):
+        reader = reader_for(root, config)
+        pattern = check_pattern(reader, pattern)  # exit 1 when it matches no repository
+        if repos:
+            repo_rows, totals = list_repositories_with_totals(reader, pattern)
+        else:
+            rows, totals = list_tags_with_totals(reader, pattern)
     if repos:
-        repo_rows, totals = list_repositories_with_totals(reader, pattern)
         _warn(repo_rows)
         out.emit(repo_rows, fmt, lambda: _repo_table(repo_rows) + _totals(totals))
     else:
-        rows, totals = list_tags_with_totals(reader, pattern)
         _warn(rows)
         out.emit(rows, fmt, lambda: _tag_table(rows) + _totals(totals))
     for issue in reader.foreign_objects():

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from regtool.cli import output as out
+from regtool.cli import progress
 from regtool.cli.confirm import confirm
 from regtool.cli.errors import ExitCode, friendly_errors
 from regtool.cli.options import FormatOpt
@@ -96,8 +94,11 @@ def migrate(
 
         regtool migrate --from /srv/registry-v1 --to /var/lib/registry --dry-run
     """
-    destination, bucket = (to, None) if to is not None else choose_target(root, config)
-    plan = plan_migration(source, destination, config=bucket, oci=oci, keep_library=keep_library)
+    with progress.shown("migrate", "reading"):
+        destination, bucket = (to, None) if to is not None else choose_target(root, config)
+        plan = plan_migration(
+            source, destination, config=bucket, oci=oci, keep_library=keep_library
+        )
     if dry_run or not yes:
         out.emit(plan, fmt, lambda: _plan_table(plan, no_overwrite))
     if not plan.ready:
@@ -107,7 +108,10 @@ def migrate(
     question = f"Write {len(plan.ready)} tags into {plan.destination}?"
     if not confirm(question, dry_run=dry_run, yes=yes):
         raise typer.Exit(int(ExitCode.PROBLEMS) if plan.skipped else 0)
-    with _progress(plan.layer_bytes) as advance:
+    with progress.shown("migrate") as live:
+        if live is not None:
+            live.phase("copying layers", plan.layer_bytes)
+        advance = live.data if live is not None else None
         result = apply_migration(plan, progress=advance, overwrite=not no_overwrite)
     for skipped in result.skipped:
         out.warn(f"skipped {skipped.source}: {skipped.problem}")
@@ -117,26 +121,6 @@ def migrate(
         out.warn(f"--no-overwrite kept {len(result.kept)} tag(s) naming another image: {names}")
     if result.skipped or result.kept:
         raise typer.Exit(int(ExitCode.PROBLEMS))
-
-
-@contextmanager
-def _progress(total: int) -> Iterator[Callable[[int], None] | None]:
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("migrating", total=total)
-        yield lambda size: bar.advance(task, size)
 
 
 def _plan_table(plan: MigrationPlan, no_overwrite: bool = False) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from regtool.cli import output as out
+from regtool.cli import progress
 from regtool.cli.commands.gc import _after_sweep, _report_problems
 from regtool.cli.confirm import confirm
 from regtool.cli.entry_summary import summary_grid
@@ -105,12 +106,15 @@ def prune(
         grace=parse_duration(grace, "--grace"),
         upload_age=parse_duration(upload_age, "--upload-age"),
     )
-    store = open_storage(root, config, writable=not dry_run, fsync=False)
+    with progress.shown("prune"):
+        store = open_storage(root, config, writable=not dry_run, fsync=False)
     if yes and not dry_run:
-        result = apply_prune(store, policies, options)
+        with progress.shown("prune"):
+            result = apply_prune(store, policies, options)
         _finish(result.plan, fmt, "removed", config, result, summary)
         return
-    plan = plan_prune(store.reader, policies, options)
+    with progress.shown("prune"):
+        plan = plan_prune(store.reader, policies, options)
     _report_problems(plan.sweep)
     _emit(plan, fmt, "would remove" if dry_run else "to remove", summary=summary)
     if dry_run or not plan.delete:
@@ -121,7 +125,8 @@ def prune(
         dry_run=dry_run,
         yes=yes,
     )
-    result = apply_prune(store, policies, options, shown=plan)
+    with progress.shown("prune"):
+        result = apply_prune(store, policies, options, shown=plan)
     _finish(result.plan, fmt, "removed", config, result, summary)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
-from contextlib import AbstractContextManager, nullcontext
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from regtool.cli import output as out
+from regtool.cli import progress
 from regtool.cli.errors import ExitCode, friendly_errors
 from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, reader_for
 from regtool.cli.output import Format
@@ -45,9 +44,9 @@ def verify_command(
         regtool verify --root /var/lib/registry --jobs 4
     """
     age = parse_duration(upload_age, "--upload-age")
-    reader = reader_for(root, config)
-    with _progress_bar(quick) as bar:
-        report = verify(reader, jobs=jobs or _cores(), quick=quick, upload_age=age, progress=bar)
+    with progress.shown("verify", "scanning") as live:
+        reader = reader_for(root, config)
+        report = verify(reader, jobs=jobs or _cores(), quick=quick, upload_age=age, progress=live)
     out.emit(report, fmt, lambda: _table(report))
     if report.errors:
         raise typer.Exit(int(ExitCode.PROBLEMS))
@@ -95,50 +94,6 @@ def _object(ident: str) -> str:
     if is_digest(ident) or is_v1_id(ident):
         return short(ident)
     return out.clip(ident, 40)
-
-
-class _Bar:
-    """Feeds the hasher's progress into a rich bar (rich is imported only on a terminal)."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            "verify",
-            BarColumn(),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._task = self._progress.add_task("verify", total=None)
-
-    def start(self, total: int) -> None:
-        self._progress.update(self._task, total=total)
-
-    def advance(self, amount: int) -> None:
-        self._progress.advance(self._task, amount)
-
-    def __enter__(self) -> _Bar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._progress.stop()
-
-
-def _progress_bar(quick: bool) -> AbstractContextManager[_Bar | None]:
-    if quick or not sys.stdout.isatty():
-        return nullcontext()
-    return _Bar()
 
 
 def _cores() -> int:
