@@ -429,7 +429,8 @@ class _Tracker:
     def __exit__(self, *exc: object) -> None:
         with self._cond:
             self.active -= 1
-            self._cond.notify_all()
+            if self.active == 0:  # the one state wait_idle waits for
+                self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         with self._cond:
