@@ -192,7 +192,7 @@ class RegistryHandler(socketserver.StreamRequestHandler):
             )
             self.request = self.connection = sock
             self.rfile = sock.makefile("rb", self.rbufsize)  # type: ignore[assignment]
-        self.wfile = socketserver._SocketWriter(sock)  # type: ignore[attr-defined]
+        self.wfile = sock.makefile("wb", 0)  # unused (answers go out by sendall)
 
     def handle(self) -> None:
         try:
