@@ -373,7 +373,8 @@ is shared; with 2 cores, a load well above 2 makes small differences undecidable
 
 The floor for that GET, a bare socket answering with one `sendfile(2)` of the same file,
 measured in the same runs: {statistics.median(floor):.2f} s (regtool serve sends blobs the
-same way; what is left is curl and the kernel).
+same way, on a blocking socket whose stall protection is the kernel's SO_SNDTIMEO and
+SO_RCVTIMEO: no Python-level poll per chunk; what is left is curl and the kernel).
 
 Memory while a 1 GiB blob goes up (curl PUT) and down (curl GET): regtool serve's peak RSS
 {memory[rt][0] / 1024:.0f} MB before, {memory[rt][1] / 1024:.0f} MB after (+{growth:.0f} MB);
