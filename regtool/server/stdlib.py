@@ -410,8 +410,7 @@ class _SocketReader(io.RawIOBase):
 def timeval(seconds: float) -> bytes:
     """`seconds` as the struct timeval that SO_RCVTIMEO and SO_SNDTIMEO take (at least 1 µs:
     zero would mean no timeout at all)."""
-    whole = int(seconds)
-    micros = max(int(round((seconds - whole) * 1_000_000)), 0 if whole else 1)
+    whole, micros = divmod(max(round(seconds * 1_000_000), 1), 1_000_000)
     return struct.pack("@ll", whole, micros)
 
 

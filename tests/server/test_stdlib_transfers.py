@@ -221,7 +221,8 @@ def test_client_that_stops_sending_mid_put_is_dropped_and_nothing_is_committed(
 
 
 @pytest.mark.parametrize(
-    ("seconds", "parts"), [(60.0, (60, 0)), (0.3, (0, 300000)), (1.25, (1, 250000))]
+    ("seconds", "parts"),
+    [(60.0, (60, 0)), (0.3, (0, 300000)), (1.25, (1, 250000)), (0.9999999, (1, 0)), (0, (0, 1))],
 )
 def test_timeval_holds_the_seconds_and_microseconds(seconds: float, parts: tuple[int, int]) -> None:
     assert struct.unpack("@ll", timeval(seconds)) == parts
