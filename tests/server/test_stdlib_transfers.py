@@ -193,7 +193,7 @@ def test_stalled_reader_does_not_hold_up_other_clients(tmp_path: Path, blob: byt
                     assert read_head(other)[0].startswith(b"HTTP/1.1 200 ")
 
 
-@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "session-put"])
 def test_client_that_stops_sending_mid_put_is_dropped_and_nothing_is_committed(
     tmp_path: Path, scheme: str, blob: bytes, framing: str
 ) -> None:
@@ -208,6 +208,20 @@ def test_client_that_stops_sending_mid_put_is_dropped_and_nothing_is_committed(
                     "Host: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
                 )
                 stalled.sendall(b"%x\r\n" % BIG + blob[: BIG // 2])
+            elif framing == "session-put":  # the last PUT of an upload session
+                stalled.sendall(b"POST /v2/big/blobs/uploads/ HTTP/1.1\r\nHost: x\r\n\r\n")
+                head, _ = read_head(stalled)
+                assert head.startswith(b"HTTP/1.1 202 "), head
+                location = next(
+                    line.split(b": ", 1)[1].decode()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"location: ")
+                )
+                stalled.sendall(
+                    f"PUT {location}?digest={digest} HTTP/1.1\r\n"
+                    f"Host: x\r\nContent-Length: {BIG}\r\n\r\n".encode()
+                    + blob[: BIG // 2]
+                )
             else:
                 stalled.sendall(put_request(digest, BIG) + blob[: BIG // 2])
             with connect(host, tls) as other:  # served once the stalled upload is dropped
