@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark `regtool serve` side by side with `docker-registry serve` (Debian 2.8.2).
 
-Targets (issue #4): skopeo push and pull of a 64 MiB single-layer image at most 1.0x the
-reference's time each; one monolithic PUT of a 256 MiB blob at most 0.9x, its GET at most
-0.6x; `wrk -t2 -c16 -d5s` GET of a manifest by tag at least 4x the reference's req/s;
-memory flat while a 1 GiB blob goes up and down.
+Targets (issues #4 and #14): skopeo push and pull of a 64 MiB single-layer image at most
+1.0x the reference's time each; one monolithic PUT of a 256 MiB blob at most 0.9x, its GET
+at most 0.8x; `wrk -t2 -c16 -d5s` GET of a manifest by tag at least 4x the reference's
+req/s in every round; memory flat while a 1 GiB blob goes up and down. The machine's load
+(1-minute average) is sampled before every timed command and reported beside each figure.
 
     python scripts/bench_serve.py [--runs 5] [--work /tmp/regtool-bench/serve]
 """
@@ -155,12 +156,14 @@ def orders(runs: int, warmup: int = 1) -> Iterator[tuple[bool, tuple[str, ...]]]
         yield i < warmup, SERVERS if i % 2 == 0 else SERVERS[::-1]
 
 
-def bench_push(work: Path, layout: Path, runs: int) -> dict[str, list[float]]:
+def bench_push(work: Path, layout: Path, runs: int, loads: list[float]) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in SERVERS}
     for n, (warm, order) in enumerate(orders(runs)):
         for name in order:
             root = work / f"push-{name.split()[0]}-{n}"
             with server(name, root, work)() as (host, _pid):  # type: ignore[attr-defined]
+                if not warm:
+                    loads.append(load())
                 run = _bench.timed(
                     [
                         "skopeo",
@@ -237,6 +240,17 @@ def rss_kb(pid: int) -> int:
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
 
 
+GETS = 3  # blob GETs per run and server (the GET is short: one sample is noise)
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def load_range(samples: list[float]) -> str:
+    return f"{statistics.median(samples):.1f} ({min(samples):.1f}–{max(samples):.1f})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -252,7 +266,8 @@ def main() -> int:
     huge = work / "blob1g"
     huge_digest = write_blob(huge, 1024 * MIB)
 
-    push = bench_push(work, layout, args.runs)
+    loads: dict[str, list[float]] = {k: [] for k in ("push", "pull", "put", "get", "wrk")}
+    push = bench_push(work, layout, args.runs, loads["push"])
     pull: dict[str, list[float]] = {n: [] for n in SERVERS}
     put: dict[str, list[float]] = {n: [] for n in SERVERS}
     get: dict[str, list[float]] = {n: [] for n in SERVERS}
@@ -272,6 +287,7 @@ def main() -> int:
                 host = hosts[name][0]
                 out = PULL_DIR / "regtool-bench-pulled"
                 shutil.rmtree(out, ignore_errors=True)
+                before_pull = load()
                 t_pull = _bench.timed(
                     [
                         "skopeo",
@@ -282,17 +298,26 @@ def main() -> int:
                     ]
                 ).seconds
                 location = start_upload(host, f"blob{n}")
+                before_put = load()
                 t_put = _bench.timed(put_cmd(location, big, big_digest)).seconds
-                t_get = _bench.timed(get_cmd(host, f"blob{n}", big_digest)).seconds
+                before_get = load()
+                t_get = [
+                    _bench.timed(get_cmd(host, f"blob{n}", big_digest)).seconds for _ in range(GETS)
+                ]
                 if name == SERVERS[1] and not warm:
                     floor.append(_bench.timed(["curl", "-sf", "-o", "/dev/null", bare]).seconds)
                 if not warm:
                     pull[name].append(t_pull)
                     put[name].append(t_put)
-                    get[name].append(t_get)
+                    get[name].extend(t_get)
+                    loads["pull"].append(before_pull)
+                    loads["put"].append(before_put)
+                    loads["get"].append(before_get)
         url = "http://{}/v2/bench/manifests/64m"
-        for _warm, order in orders(3):
+        for warm, order in orders(3):
             for name in order:
+                if not warm:
+                    loads["wrk"].append(load())
                 rps[name].append(wrk_rate(url.format(hosts[name][0]), name))
         for name, (host, pid) in hosts.items():
             before = rss_kb(pid)
@@ -312,39 +337,44 @@ def main() -> int:
     ref, rt = SERVERS
     ratios = {k: med[k][rt] / med[k][ref] for k in med}
     wrk_ratio = wrk_med[rt] / wrk_med[ref]
+    # every round against the reference's round beside it (the goal holds in each)
+    rounds = [a / b for a, b in zip(rps[rt][1:], rps[ref][1:], strict=True)]
     growth = (memory[rt][1] - memory[rt][0]) / 1024
-    targets = {"push": 1.0, "pull": 1.0, "put": 0.9, "get": 0.6}
-    ok = all(ratios[k] <= targets[k] for k in targets) and wrk_ratio >= 4 and growth < 32
+    targets = {"push": 1.0, "pull": 1.0, "put": 0.9, "get": 0.8}
+    ok = all(ratios[k] <= targets[k] for k in targets) and min(rounds) >= 4 and growth < 32
     rows = [
         ("skopeo push, 64 MiB single-layer image (fresh root)", "push"),
         ("skopeo pull of it (`dir:` in /dev/shm)", "pull"),
         ("curl monolithic PUT of a 256 MiB blob", "put"),
-        ("curl GET of it to /dev/null", "get"),
+        (f"curl GET of it to /dev/null ({GETS} per run)", "get"),
     ]
     table = "\n".join(
         f"| {label} | {med[k][ref]:.2f} s | {med[k][rt]:.2f} s | **{ratios[k]:.2f}x** "
-        f"(at most {targets[k]}x) |"
+        f"(at most {targets[k]}x) | {load_range(loads[k])} |"
         for label, k in rows
     )
     wrk_row = (
         "| `wrk -t2 -c16 -d5s` GET manifest by tag (Accept: OCI manifest), req/s "
-        f"| {wrk_med[ref]:,.0f} | {wrk_med[rt]:,.0f} | **{wrk_ratio:.1f}x** (at least 4x) |"
+        f"| {wrk_med[ref]:,.0f} | {wrk_med[rt]:,.0f} | **{wrk_ratio:.1f}x** (at least 4x; "
+        f"rounds {', '.join(f'{r:.1f}x' for r in rounds)}) | {load_range(loads['wrk'])} |"
     )
     body = f"""
 Machine: {_bench.machine()}.
 `python scripts/bench_serve.py --runs {args.runs}`: both servers on 127.0.0.1, each writing
 its own root on the same disk, {args.runs} alternating runs after a warm-up (medians); the
 reference is Debian's `docker-registry` 2.8.2 with no blob descriptor cache; each logs every
-request to a file.
+request to a file. Load: the 1-minute load average before each timed command (the machine
+is shared; with 2 cores, a load well above 2 makes small differences undecidable).
 
-| what | docker-registry | regtool serve | ratio (target) |
-|---|---|---|---|
+| what | docker-registry | regtool serve | ratio (target) | load: median (range) |
+|---|---|---|---|---|
 {table}
 {wrk_row}
 
 The floor for that GET, a bare socket answering with one `sendfile(2)` of the same file,
 measured in the same runs: {statistics.median(floor):.2f} s (regtool serve sends blobs the
-same way; what is left is curl and the kernel).
+same way, on a blocking socket whose stall protection is the kernel's SO_SNDTIMEO and
+SO_RCVTIMEO: no Python-level poll per chunk; what is left is curl and the kernel).
 
 Memory while a 1 GiB blob goes up (curl PUT) and down (curl GET): regtool serve's peak RSS
 {memory[rt][0] / 1024:.0f} MB before, {memory[rt][1] / 1024:.0f} MB after (+{growth:.0f} MB);

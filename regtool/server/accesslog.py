@@ -15,6 +15,7 @@ Neither format ever holds a password or an Authorization header: only the user n
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -40,13 +41,34 @@ class AccessLog:
         self.stream = stream
         self.json = fmt == "json"
         self._lock = threading.Lock()
+        self._stamp = (0, "")
+        try:  # one write(2) per line, no lock: lines never interleave (nor wait on each other)
+            stream.flush()  # type: ignore[union-attr]
+            self._fd: int | None = stream.fileno()  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):  # no stream, or no file under it
+            self._fd = None
 
     def write(self, line: str) -> None:
         if self.stream is None:
             return
+        data = line.encode()
+        if self._fd is not None:
+            try:
+                while data:  # a line is written whole unless a signal cuts it
+                    data = data[os.write(self._fd, data) :]
+            except OSError:  # a full disk or a closed pipe: the request still succeeds
+                pass
+            return
         with self._lock:
-            self.stream.write(line.encode())
+            self.stream.write(data)
             self.stream.flush()
+
+    def stamp(self) -> str:
+        """The plain format's local time, computed once a second (localtime is not cheap)."""
+        now = int(time.time())
+        if self._stamp[0] != now:
+            self._stamp = (now, time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime(now)))
+        return self._stamp[1]
 
     def request(
         self,
@@ -62,7 +84,7 @@ class AccessLog:
         took = seconds * 1000
         failure = req.login_failure
         if not self.json:
-            stamp = time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime())
+            stamp = self.stamp()
             why = ""
             if failure is not None:
                 why = f" login failed: {failure.reason}"

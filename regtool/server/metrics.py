@@ -9,7 +9,7 @@ background storage summary does, after writes and gc).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 disable_created_metrics()  # no `_created` twin of every counter: half the scrape, no use here
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MAX_CHILDREN = 1024  # (method, route, status) children remembered by observe()
 METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
 # request durations: sub-millisecond manifest GETs up to long blob uploads
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -103,13 +104,23 @@ class Metrics:
             "regtool_uploads_purged", "Upload sessions removed by upload purging", registry=r
         )
         self._storage: dict[str, Gauge] = {}
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(
         self, method: str, route: str, status: int, seconds: float, received: int, sent: int
     ) -> None:
-        shown = method if method in METHODS else "other"
-        self.requests.labels(shown, route, str(status)).inc()
-        self.duration.labels(route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels() looks its child up under a lock: once per key
+            shown = method if method in METHODS else "other"
+            children = (
+                self.requests.labels(shown, route, str(status)),
+                self.duration.labels(route),
+            )
+            if len(self._children) < MAX_CHILDREN:  # methods a client makes up: not kept
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if received:
             self.received.inc(received)
         if sent:

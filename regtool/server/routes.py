@@ -7,6 +7,7 @@ Repository names contain slashes, so v2 routes are matched on their trailing pat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 # (trailing elements, endpoint); None stands for the variable element (`ref`).
 # First match wins, so upload routes come before the plain blob route.
@@ -53,6 +54,7 @@ class Match:
 NOT_FOUND = Match("not_found")
 
 
+@lru_cache(maxsize=4096)  # the same few paths again and again; a Match is immutable
 def route(path: str) -> Match:
     """Which endpoint serves `path` (already percent-decoded, without the query)."""
     if path.startswith("/v2/") or path == "/v2":

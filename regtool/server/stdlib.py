@@ -4,7 +4,7 @@ The handler parses request lines and headers itself (the stock BaseHTTPRequestHa
 through the email parser), keeps connections alive, sets TCP_NODELAY (without it Nagle's
 algorithm holds small answers back ~40 ms), streams request bodies (Content-Length or
 chunked) to the handlers as they arrive, answers `Expect: 100-continue`, sends blob and
-layer files with `socket.sendfile`, and writes one access-log line per request.
+layer files with `sendfile(2)`, and writes one access-log line per request.
 
 Framing is strict, as RFC 9112 asks of a server that must not be fooled into reading one
 request as two: an over-long request line is a 414; an over-long header line, too many
@@ -13,12 +13,15 @@ are ASCII digits, chunk sizes plain hex; `Transfer-Encoding` other than `chunked
 501, and with `Content-Length` a 400; each of these closes the connection. At most
 `max_connections` connections are served at once (the others wait in the listen
 backlog), and a connection that sends nothing for `idle_timeout` seconds (between
-requests or mid-request) is closed.
+requests or mid-request), or reads nothing of an answer for as long, is closed. On plain
+HTTP the kernel keeps those timeouts (SO_RCVTIMEO, SO_SNDTIMEO on a blocking socket), so
+no byte moved pays for a Python-level poll; over TLS, Python's socket timeout does.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 import signal
 import socket
@@ -32,7 +35,7 @@ from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import parse_qsl, unquote
 
 from regtool.server.accesslog import AccessLog
@@ -42,11 +45,16 @@ from regtool.server.metrics import Metrics
 from regtool.server.routes import route
 from regtool.storage.driver import StorageError
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 MAX_LINE = 65536  # bytes in the request line, a header line or a chunk-size line
 MAX_HEADERS = 200
 MAX_HEADER_BYTES = 256 << 10  # all header lines of one request together
 MAX_BLANK_LINES = 8  # empty lines tolerated before a request line (RFC 9112 2.2)
 CHUNK = 1 << 20
+STREAM_CHUNK = 1 << 20  # reads of a file sent over TLS or from an object store
+SENDFILE_MAX = 1 << 30  # bytes per sendfile(2) call (the kernel moves less anyway)
 IDLE_TIMEOUT = 60.0
 MAX_CONNECTIONS = 512
 DRAIN_LIMIT = 8 << 20
@@ -160,21 +168,31 @@ class _Body:
 class RegistryHandler(socketserver.StreamRequestHandler):
     rbufsize = 1 << 16
     wbufsize = 0
-    timeout = None  # set in setup() from the server's idle_timeout
+    timeout = None  # the server's idle_timeout is set in setup(), per socket
     server: RegistryServer
 
     def setup(self) -> None:
-        context = self.server.ssl_context
-        self.request.settimeout(self.server.idle_timeout)
-        if context is not None:
-            # the handshake happens on first read, inside handle(), where failures are quiet
-            self.request = context.wrap_socket(
-                self.request, server_side=True, do_handshake_on_connect=False
+        server = self.server
+        sock = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if server.ssl_context is None:
+            # blocking, the timeouts kept by the kernel: no poll(2) before every recv and
+            # no Python loop around sendfile(2) (a Python timeout would add both)
+            sock.settimeout(None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, server.timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, server.timeval)
+            self.connection = sock
+            self.rfile = io.BufferedReader(_SocketReader(sock), self.rbufsize)
+        else:
+            # an ssl socket retries a blocking write that timed out in the kernel forever:
+            # TLS keeps Python's timeout (its handshake happens on first read, in handle())
+            sock.settimeout(server.idle_timeout)
+            sock = server.ssl_context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
             )
-            self.connection = self.request
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.server.send_timeout)
-        super().setup()
+            self.request = self.connection = sock
+            self.rfile = sock.makefile("rb", self.rbufsize)  # type: ignore[assignment]
+        self.wfile = sock.makefile("wb", 0)  # unused (answers go out by sendall)
 
     def handle(self) -> None:
         try:
@@ -299,24 +317,31 @@ class RegistryHandler(socketserver.StreamRequestHandler):
         return True
 
     def _sendfile(self, response: Response) -> None:
-        """Send a file region with the socket in blocking mode, so the kernel moves it in as
-        few sendfile(2) calls as it can (a stalled client still times out: SO_SNDTIMEO).
-        A handle that is no file (an object store's ranged reader) is streamed."""
-        sock = self.connection
-        assert response.file is not None
+        """Send a file region with sendfile(2) on the blocking socket, in as few calls as
+        the kernel allows. A client that stops reading gets no byte further for
+        `idle_timeout` (SO_SNDTIMEO): the call fails with EAGAIN and the connection is
+        dropped. TLS, and a handle that is no file (an object store's ranged reader), are
+        streamed."""
+        handle = response.file
+        assert handle is not None
         try:
-            response.file.fileno()
+            fd = handle.fileno()
         except (OSError, ValueError):  # io.UnsupportedOperation is both
+            fd = -1
+        if fd < 0 or isinstance(self.connection, ssl.SSLSocket):
             self._stream(response)
             return
-        if isinstance(sock, ssl.SSLSocket):
-            sock.sendfile(response.file, response.offset, response.length)
-            return
-        sock.settimeout(None)
-        try:
-            sock.sendfile(response.file, response.offset, response.length)
-        finally:
-            sock.settimeout(self.server.idle_timeout)
+        out, offset, left = self.connection.fileno(), response.offset, response.length
+        while left > 0:
+            try:
+                sent = os.sendfile(out, fd, offset, min(left, SENDFILE_MAX))
+            except BlockingIOError:  # SO_SNDTIMEO passed with nothing sent
+                raise TimeoutError("client read nothing within the idle timeout") from None
+            if sent == 0:
+                sys.stderr.write(f"storage error mid-body: file ended {left} bytes early\n")
+                raise ConnectionAbortedError("file ended early")
+            offset += sent
+            left -= sent
 
     def _stream(self, response: Response) -> None:
         """Copy `length` bytes from `offset` of a readable handle to the client. The
@@ -324,14 +349,15 @@ class RegistryHandler(socketserver.StreamRequestHandler):
         closed (the client sees a short body)."""
         handle, left = response.file, response.length
         assert handle is not None
+        sendall = self.connection.sendall
         try:
             if response.offset:
                 handle.seek(response.offset)
             while left > 0:
-                data = handle.read(min(CHUNK, left))
+                data = handle.read(min(STREAM_CHUNK, left))
                 if not data:
                     raise StorageError("-", f"ended {left} bytes early")
-                self.connection.sendall(data)
+                sendall(data)
                 left -= len(data)
         except StorageError as exc:
             sys.stderr.write(f"storage error mid-body: {exc}\n")
@@ -361,6 +387,33 @@ class RegistryHandler(socketserver.StreamRequestHandler):
                 response.file.close()
 
 
+class _SocketReader(io.RawIOBase):
+    """The raw reader under a blocking socket's buffered reader: when the kernel's receive
+    timeout (SO_RCVTIMEO) passes with nothing read, recv fails with EAGAIN, which this
+    raises as TimeoutError (socket.SocketIO would return None, which reads as a short
+    read)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._recv_into = sock.recv_into
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        try:
+            return self._recv_into(buffer)
+        except BlockingIOError:
+            raise TimeoutError("no data within the idle timeout") from None
+
+
+def timeval(seconds: float) -> bytes:
+    """`seconds` as the struct timeval that SO_RCVTIMEO and SO_SNDTIMEO take (at least 1 µs:
+    zero would mean no timeout at all)."""
+    whole, micros = divmod(max(round(seconds * 1_000_000), 1), 1_000_000)
+    return struct.pack("@ll", whole, micros)
+
+
 class _Tracker:
     """Counts requests being handled, so shutdown can wait for them to finish."""
 
@@ -375,7 +428,8 @@ class _Tracker:
     def __exit__(self, *exc: object) -> None:
         with self._cond:
             self.active -= 1
-            self._cond.notify_all()
+            if self.active == 0:  # the one state wait_idle waits for
+                self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         with self._cond:
@@ -401,9 +455,7 @@ class RegistryServer(ThreadingHTTPServer):
         self.app = app
         self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
-        seconds = int(idle_timeout)
-        micros = int((idle_timeout - seconds) * 1_000_000)
-        self.send_timeout = struct.pack("ll", seconds, micros)  # timeval for SO_SNDTIMEO
+        self.timeval = timeval(idle_timeout)  # for SO_RCVTIMEO and SO_SNDTIMEO
         self.max_connections = max_connections
         # one slot per connection being served; taken before accept(), so that beyond the
         # cap new connections wait in the kernel's listen backlog instead of taking threads
