@@ -240,7 +240,8 @@ def test_gc_and_verify_stream_nested_repositories_junk_and_uploads_as_on_a_disk(
 ) -> None:
     """Repositories inside repositories (`centos/0b` lists before `centos`'s own `_layers`,
     `centos/sub` after), a folder holding only uploads (no repository) and junk beside a
-    repository's folders: one object per window, and the plan is still the disk's."""
+    repository's folders: one object per window, and the plan is still the disk's (the
+    uploads-only folder's stale upload purged, and the folder with it)."""
     from regtool.layout.v2 import paths
     from tests.conftest import copy_tree
 
@@ -272,7 +273,8 @@ def test_gc_and_verify_stream_nested_repositories_junk_and_uploads_as_on_a_disk(
         assert remote == local
         ids = {(e["kind"], e["id"]) for e in local["delete"]}
         assert ("blob", orphan_digest) in ids
-        assert not any(kind == "upload" for kind, _ in ids)  # not a repository's upload
+        assert ("upload", upload.name) in ids  # what a push that died left: purged
+        assert ("repository", "onlyuploads") in ids
 
 
 def _bucket_of(rgw: Any, root: Path) -> str:

@@ -173,7 +173,9 @@ def test_get_with_a_limit_transfers_at_most_limit_plus_one_bytes(rgw, s3, bucket
             driver.get("big", limit=1000)
         found = driver.get_many(["big"], limit=1000)
     assert isinstance(found["big"], TooLarge)
-    assert 2000 < proxy.received < 20_000  # two answers: headers and 1001 bytes each
+    # two answers of headers and at most 1001 bytes each; a client that has seen enough
+    # (the size in Content-Range) may close before the rest of an answer passed the relay
+    assert 500 < proxy.received < 20_000
 
 
 def test_open_streams_from_an_offset(driver):
