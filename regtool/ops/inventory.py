@@ -6,6 +6,7 @@ its own share of the repositories; they send back compact summaries, not whole i
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import multiprocessing
 import os
@@ -67,17 +68,25 @@ class Inventory:
     layout: str
     repositories: tuple[Repository, ...]
     tags: tuple[TaggedImage, ...]
-    # blob id -> indexes into `tags` of the tags that need it
-    users: dict[str, list[int]] = field(repr=False)
+    # blob id -> index into `tags` of the one tag that needs it, or the indexes of all of
+    # them when several do (most blobs have one user: no list for them); see `users_of`
+    users: dict[str, int | list[int]] = field(repr=False)
     # blob id -> repositories whose untagged manifests hold it (a plain gc keeps them)
     held: dict[str, set[str]] = field(default_factory=dict, repr=False)
 
+    def users_of(self, blob: str) -> list[int]:
+        """Indexes into `tags` of the tags that need `blob`."""
+        found = self.users.get(blob)
+        if found is None:
+            return []
+        return [found] if isinstance(found, int) else found
+
     def exclusive_to_one_tag(self, blob: str) -> bool:
         """Whether removing the one tag that needs `blob` would let a plain gc free it."""
-        return len(self.users[blob]) == 1 and blob not in self.held
+        return isinstance(self.users.get(blob), int) and blob not in self.held
 
     def labels_using(self, blob: str) -> list[str]:
-        return [self.tags[i].label for i in self.users.get(blob, ())]
+        return [self.tags[i].label for i in self.users_of(blob)]
 
 
 def summarize(resolved: Resolved) -> Needs:
@@ -97,12 +106,18 @@ def summarize(resolved: Resolved) -> Needs:
 Scan = tuple[list[tuple[str, str, str | None, Issue | None]], dict[str, Needs], dict[str, set[str]]]
 
 
-def _scan(reader: RegistryReader, names: list[str]) -> Scan:
+def _scan(reader: RegistryReader, names: list[str], intern: _Interned | None = None) -> Scan:
     """Tags of `names`, the needs of every digest they point to, and the blobs their
-    repositories' untagged manifests hold."""
+    repositories' untagged manifests hold.
+
+    What the reader parsed for a repository is dropped when done with it, and every blob
+    digest is kept once (`_Interned`): memory grows with the distinct blobs, not with the
+    manifests read."""
     tags: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
     held: dict[str, set[str]] = {}
+    intern = _Interned() if intern is None else intern
+    forget = getattr(reader, "forget", None)
     for name in names:
         roots = []
         for link in reader.tags(name):
@@ -111,11 +126,28 @@ def _scan(reader: RegistryReader, names: list[str]) -> Scan:
                 roots.append(link.digest)
                 if link.digest not in needs:
                     resolved = reader.resolve(name, link.digest, detail=False)
-                    needs[link.digest] = summarize(resolved)
+                    needs[link.digest] = intern.needs(summarize(resolved))
         for digest in _untagged(reader, name, roots):
             for blob in summarize(reader.resolve(name, digest, detail=False)).blobs:
-                held.setdefault(blob, set()).add(name)
+                held.setdefault(intern(blob), set()).add(name)
+        if forget is not None:
+            forget()
     return tags, needs, held
+
+
+class _Interned(dict[str, str]):
+    """One string object per distinct digest (manifests name the same blobs many times;
+    each parsed or unpickled copy would otherwise be kept)."""
+
+    def __call__(self, digest: str) -> str:
+        return self.setdefault(digest, digest)
+
+    def needs(self, needs: Needs) -> Needs:
+        blobs = {self.setdefault(blob, blob): size for blob, size in needs.blobs.items()}
+        media_type = needs.media_type
+        if media_type is not None:
+            media_type = self.setdefault(media_type, media_type)
+        return dataclasses.replace(needs, media_type=media_type, blobs=blobs)
 
 
 def _untagged(reader: RegistryReader, name: str, roots: list[str]) -> list[str]:
@@ -166,15 +198,16 @@ def _parallel_scan(reader: RegistryReader, names: list[str], workers: int) -> Sc
     tags: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
     held: dict[str, set[str]] = {}
+    intern = _Interned()
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for chunk_tags, chunk_needs, chunk_held in pool.map(_scan_in_worker, chunks):
                 tags.extend(chunk_tags)
                 for blob, holders in chunk_held.items():
-                    held.setdefault(blob, set()).update(holders)
+                    held.setdefault(intern(blob), set()).update(holders)
                 for digest, fields in chunk_needs.items():
-                    needs[digest] = Needs(*fields)
+                    needs[digest] = intern.needs(Needs(*fields))
     finally:
         _WORKER_READER = None
     return tags, needs, held
@@ -194,9 +227,10 @@ def _streamed_scan(
     scanned: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
     held: dict[str, set[str]] = {}
+    intern = _Interned()
     for repos, reader in windows:
         repositories.extend(repos)
-        tags, found, holding = _scan(reader, [repo.name for repo in repos])
+        tags, found, holding = _scan(reader, [repo.name for repo in repos], intern)
         scanned.extend(tags)
         for blob, holders in holding.items():
             held.setdefault(blob, set()).update(holders)
@@ -230,7 +264,7 @@ def take_inventory(reader: RegistryReader) -> Inventory:
         else:
             scanned, needs, held = _scan(reader, names)
     tagged: list[TaggedImage] = []
-    users: dict[str, list[int]] = {}
+    users: dict[str, int | list[int]] = {}
     for repository, tag, digest, issue in scanned:
         known = needs.get(digest) if digest is not None else None
         if known is None:
@@ -239,8 +273,11 @@ def take_inventory(reader: RegistryReader) -> Inventory:
         index = len(tagged)
         tagged.append(TaggedImage(repository, tag, digest, known, known.issues))
         for blob in known.blobs:
-            if blob in users:
-                users[blob].append(index)
+            found = users.get(blob)
+            if found is None:
+                users[blob] = index
+            elif isinstance(found, int):
+                users[blob] = [found, index]
             else:
-                users[blob] = [index]
+                found.append(index)
     return Inventory(reader.layout, repositories, tuple(tagged), users, held)

@@ -60,13 +60,12 @@ def image_layers(
             hint="regtool verify reports every damaged file; push the image again to repair it",
         )
     image = _pick(resolved.images, resolved.is_index, platform)
-    users = inventory.users
     rows = []
     for layer in image.layers:
         others = sorted(
             {
                 inventory.tags[i].label
-                for i in users.get(layer.id, ())
+                for i in inventory.users_of(layer.id)
                 if inventory.tags[i].label != target.label
             }
         )
