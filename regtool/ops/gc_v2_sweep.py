@@ -19,6 +19,8 @@ from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES
 from regtool.model.digest import ALGORITHMS
 from regtool.ops.gc import GcEntry
+from regtool.ops.gc_io import HEX, hex_key, key
+from regtool.ops.gc_marks import Marks
 from regtool.storage.driver import StorageDriver, StorageError
 from regtool.storage.scan import Child, Folder, Scan
 
@@ -37,6 +39,17 @@ class RepoState:
     strays: int = 0  # folders that are not part of the layout: the repository stays
     keep: set[str] = field(default_factory=set)  # manifests kept (roots of the mark)
     dropped: list[str] = field(default_factory=list)
+    # once marked (`settle`), `revisions` holds the dropped ones only, the others counted
+    # here; and with none dropped, the tag folders are only counted
+    kept_revisions: int = 0
+    other_tags: int = 0
+
+
+def fan_number(algorithm: str, fan: str) -> int | None:
+    """The first byte of the sha256 digests a fan folder holds (None for any other)."""
+    if algorithm == SHA256 and len(fan) == 2 and not fan.strip(HEX):
+        return int(fan, 16)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +69,7 @@ class Sweeper:
     cutoff: float | None
     upload_cutoff: float
     kept_recent: int
-    marked: set[str]
+    marked: Marks  # every digest in use
     protected: set[str]
     temps: list[GcEntry]
     skipped: dict[str, Issue]
@@ -123,13 +136,19 @@ class Sweeper:
         entries: list[GcEntry] = []
         marked, protected = self.marked, self.protected
         for algorithm, fan in fans:
+            here = fan_number(algorithm, fan)
+            in_fan = marked.fan(here) if here is not None else set()
             with self.files.folder(f"{paths.BLOBS}/{algorithm}/{fan}") as folder:
                 for hexpart in folder.names:
-                    digest = f"{algorithm}:{hexpart}"
-                    if digest in marked:
+                    blob_key = hex_key(algorithm, hexpart)
+                    if isinstance(blob_key, bytes) and blob_key[0] == here:
+                        if blob_key in in_fan:
+                            continue
+                    elif blob_key in marked:
                         continue
                     if not paths.is_digest_folder(algorithm, hexpart):
                         continue  # not a blob folder: never ours to delete
+                    digest = f"{algorithm}:{hexpart}"
                     if not hexpart.startswith(fan) or digest in protected:
                         continue
                     found = self.blob_entry(digest, folder)
@@ -194,12 +213,13 @@ class Sweeper:
         marked, protected = self.marked, self.protected
         for algorithm, name in state.layer_links:
             digest = f"{algorithm}:{name}"
-            if digest in marked and algorithm == SHA256 and digest not in doomed:
+            in_use = hex_key(algorithm, name) in marked
+            if in_use and algorithm == SHA256 and digest not in doomed:
                 continue  # the usual case, decided without looking further
             if not paths.is_digest_folder(algorithm, name):
                 continue  # not a link folder: never ours to delete
             if algorithm == SHA256:
-                if digest not in doomed and (digest in marked or not self.gone(digest)):
+                if digest not in doomed and (in_use or not self.gone(digest)):
                     continue
             else:
                 target = self.quiet_link(f"{base}/{algorithm}/{name}/{paths.LINK}")
@@ -223,7 +243,7 @@ class Sweeper:
     def gone(self, digest: str) -> bool:
         """A blob that is neither in use nor stored (its link dangles); a link or anything
         else in its place is not "gone"."""
-        if digest in self.marked or digest in self.protected:
+        if key(digest) in self.marked or digest in self.protected:
             return False
         try:
             return self.files.absent(paths.blob_data(digest))
@@ -283,9 +303,10 @@ class Sweeper:
         return stamp.timestamp()
 
     def sweep_repository(self, state: RepoState, uploads_gone: int) -> GcEntry | None:
-        if state.tag_folders or state.bad_revisions or state.strays:
+        if state.tag_folders or state.other_tags or state.bad_revisions or state.strays:
             return None
-        if len(state.revisions) > len(state.dropped) or len(state.uploads) > uploads_gone:
+        kept = state.kept_revisions + len(state.revisions) - len(state.dropped)
+        if kept or len(state.uploads) > uploads_gone:
             return None
         folder = paths.repository(state.name)
         size = 0
