@@ -143,11 +143,16 @@ class V2Collector(Sweeper):
             state.tag_folders = []
         state.tags = {}
         state.keep = set()
-        state.layer_links = [
-            (algorithm, name)
-            for algorithm, name in state.layer_links
-            if algorithm != SHA256 or hex_key(algorithm, name) not in marked
-        ]
+        sha256_links = bytearray()
+        others = []
+        for algorithm, name in state.layer_links:
+            link_key = hex_key(algorithm, name)
+            if isinstance(link_key, str):
+                others.append((algorithm, name))
+            elif link_key not in marked:
+                sha256_links += link_key
+        state.layer_links = others
+        state.sha256_links = bytes(sha256_links)
 
     def scan_revisions(self, state: RepoState) -> None:
         base = paths.revisions_dir(state.name)
@@ -290,7 +295,37 @@ class V2Collector(Sweeper):
         part = self.spawn(reader)
         part.marked, part.protected = self.marked, self.protected
         entries = part.sweep_blobs(fans)
-        return SweepPart(entries, part.kept_recent, part.temps, part.skipped, part.files.foreign)
+        packed = bytearray()  # (key, size) of sha256 blobs: 40 bytes, not 3 objects, each
+        others = []
+        for entry in entries:
+            entry_key = key(entry.id)
+            if isinstance(entry_key, bytes) and entry.path == paths.blob_dir(entry.id):
+                packed += entry_key + entry.size.to_bytes(8, "big")
+            else:
+                others.append(entry)
+        del entries
+        return SweepPart(
+            others, part.kept_recent, part.temps, part.skipped, part.files.foreign, bytes(packed)
+        )
+
+    def take_marks(self, parts: Iterable[MarkPart]) -> None:
+        """Take in the parts' marks and states, each part let go once taken."""
+        for part in drain(parts):
+            self.repos.extend(part.repos)
+            self.marked.update(part.marked)
+            for path, issue in part.problems.items():
+                self.problems.setdefault(path, issue)
+            self.warnings.extend(part.warnings)
+            self.aliases |= part.aliases
+            self.protected |= part.protected
+            self.merge(part)
+            self.absorb(part.outcomes)
+
+    def take_sweeps(self, sweeps: Iterable[SweepPart], blobs: list[GcEntry]) -> None:
+        """Add the sweeps' blob entries to `blobs`, each sweep let go once taken."""
+        for sweep in drain(sweeps):
+            blobs.extend(sweep.blob_entries())
+            self.merge(sweep)
 
     def merge(self, part: MarkPart | SweepPart) -> None:
         self.kept_recent += part.kept_recent
@@ -316,16 +351,7 @@ class V2Collector(Sweeper):
             self.driver = bulk.underneath(self.reader)
             self.files = self.driver.scanner()
             marks = (self.mark_part([r.name for r in repos], reader) for repos, reader in streamed)
-        for part in drain(marks):
-            self.repos.extend(part.repos)
-            self.marked.update(part.marked)
-            for path, issue in part.problems.items():
-                self.problems.setdefault(path, issue)
-            self.warnings.extend(part.warnings)
-            self.aliases |= part.aliases
-            self.protected |= part.protected
-            self.merge(part)
-            self.absorb(part.outcomes)
+        self.take_marks(marks)
         self.repos.sort(key=lambda state: state.name)
         self.resolve_aliases()
         self.marked.settle()  # before sweep workers fork: each would merge on its own
@@ -339,9 +365,7 @@ class V2Collector(Sweeper):
                 self.sweep_part([p for p in pairs if p[0] in ALGORITHMS], reader)
                 for pairs, reader in fans
             )
-        for sweep in drain(sweeps):
-            blobs.extend(sweep.entries)
-            self.merge(sweep)
+        self.take_sweeps(sweeps, blobs)
         blobs.sort(key=lambda entry: entry.path)
         doomed = {entry.id for entry in blobs}
         early: list[GcEntry] = []
@@ -418,11 +442,23 @@ class MarkPart:
 
 @dataclass(frozen=True, slots=True)
 class SweepPart:
-    entries: list[GcEntry]
+    entries: list[GcEntry]  # blobs not in `packed`
     kept_recent: int
     temps: list[GcEntry]
     skipped: dict[str, Issue]
     foreign: dict[str, str]
+    packed: bytes = b""  # sha256 blobs: 32-byte digest, 8-byte size (big-endian), each
+
+    def blob_entries(self) -> list[GcEntry]:
+        """Every blob entry (the packed ones in the order they were found, then the rest)."""
+        found = []
+        packed = self.packed
+        for at in range(0, len(packed), 40):
+            digest = f"{SHA256}:{packed[at : at + 32].hex()}"
+            size = int.from_bytes(packed[at + 32 : at + 40], "big")
+            found.append(GcEntry("blob", digest, size, paths.blob_dir(digest)))
+        found.extend(self.entries)
+        return found
 
 
 def plan_v2(reader: V2Reader, options: GcOptions, now: float, exact: bool = False) -> GcPlan:

@@ -9,6 +9,7 @@ in the plan's `skipped`. Temp files of writes that never finished are planned on
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,9 @@ class RepoState:
     # here; and with none dropped, the tag folders are only counted
     kept_revisions: int = 0
     other_tags: int = 0
+    # once marked, the sha256 layer links that may dangle, as 32-byte keys (sorted); the
+    # others stay in `layer_links`
+    sha256_links: bytes = b""
 
 
 def fan_number(algorithm: str, fan: str) -> int | None:
@@ -211,7 +215,9 @@ class Sweeper:
         entries = []
         base = paths.layers_dir(state.name)
         marked, protected = self.marked, self.protected
-        for algorithm, name in state.layer_links:
+        links = state.sha256_links
+        sha256 = ((SHA256, links[at : at + 32].hex()) for at in range(0, len(links), 32))
+        for algorithm, name in itertools.chain(sha256, state.layer_links):  # in name order
             digest = f"{algorithm}:{name}"
             in_use = hex_key(algorithm, name) in marked
             if in_use and algorithm == SHA256 and digest not in doomed:
