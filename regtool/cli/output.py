@@ -45,13 +45,43 @@ def plain(obj: Any) -> Any:
     return obj
 
 
+def write_json(data: Any, write: Callable[[str], object]) -> None:
+    """`json.dumps(plain(data))`, byte for byte, written a piece at a time: the rows of a
+    big listing (every tag, a gc plan) are never all held as dicts, nor as one string."""
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        names = _FIELDS.get(type(data))
+        if names is None:
+            names = tuple(f.name for f in dataclasses.fields(data))
+            _FIELDS[type(data)] = names
+        data = {name: getattr(data, name) for name in names}
+    if isinstance(data, dict) and all(type(key) is str for key in data):
+        write("{")
+        for i, (key, value) in enumerate(data.items()):
+            write(f"{', ' if i else ''}{json.dumps(key)}: ")
+            write_json(value, write)
+        write("}")
+    elif isinstance(data, list | tuple) and len(data) > _STREAM_BATCH:
+        write("[")
+        for start in range(0, len(data), _STREAM_BATCH):
+            batch = [plain(item) for item in data[start : start + _STREAM_BATCH]]
+            write((", " if start else "") + json.dumps(batch)[1:-1])
+        write("]")
+    else:
+        write(json.dumps(plain(data)))
+
+
+_STREAM_BATCH = 2048
+
+
 def emit(data: Any, fmt: Format, table: Callable[[], str]) -> None:
     """Write `data` in the chosen format; `table` renders the human view."""
     if fmt is Format.json:
-        doc = plain(data)
         # The C encoder is only used without indent: pretty on a terminal, compact in pipes.
-        indent = 2 if sys.stdout.isatty() else None
-        sys.stdout.write(json.dumps(doc, indent=indent) + "\n")
+        if sys.stdout.isatty():
+            sys.stdout.write(json.dumps(plain(data), indent=2) + "\n")
+        else:
+            write_json(data, sys.stdout.write)
+            sys.stdout.write("\n")
     elif fmt is Format.yaml:
         import yaml  # imported when used: start-up time is part of every command's time
 

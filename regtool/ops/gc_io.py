@@ -71,6 +71,22 @@ def quick_node(raw: bytes) -> Node | None:
     return Node(tuple(d for d, _ in pairs), (), None, tuple(size for _, size in pairs))
 
 
+def key(digest: str) -> bytes | str:
+    """What the mark sets hold for `digest`: a canonical sha256 digest as its 32 bytes
+    (about half the memory of the 71-character string), anything else as it is. Distinct
+    digests always give distinct keys."""
+    if len(digest) == SHA256_LENGTH and digest[:7] == "sha256:" and not digest[7:].strip(HEX):
+        return bytes.fromhex(digest[7:])
+    return digest
+
+
+def hex_key(algorithm: str, hexpart: str) -> bytes | str:
+    """`key(f"{algorithm}:{hexpart}")` for a name listed in a blob or link folder."""
+    if algorithm == "sha256" and len(hexpart) == 64 and not hexpart.strip(HEX):
+        return bytes.fromhex(hexpart)
+    return f"{algorithm}:{hexpart}"
+
+
 def worker_count(scan: Scan, repositories: int) -> int:
     """Two or more processes on a big local tree (gc is bound by system calls per file)."""
     if not scan.driver.forks or repositories < PARALLEL_MIN_REPOSITORIES:

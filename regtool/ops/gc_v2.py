@@ -13,8 +13,9 @@ deleted, and is listed in the plan (see `judge_foreign` for when one refuses the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from regtool.layout.reader import Issue
 from regtool.layout.v2 import bulk, paths
@@ -27,11 +28,13 @@ from regtool.model.manifest import (
 )
 from regtool.model.references import Node, node_of, retained
 from regtool.ops.gc import GcEntry, GcOptions, GcPlan, judge_foreign
-from regtool.ops.gc_io import quick_node, run_parts, split, worker_count
+from regtool.ops.gc_io import hex_key, key, quick_node, run_parts, split, worker_count
+from regtool.ops.gc_marks import Marks
 from regtool.ops.gc_v2_sweep import RepoState, Sweeper
 from regtool.storage.driver import ForeignObjectError, PathNotFound, StorageDriver, StorageError
 
 SHA256 = "sha256"
+T = TypeVar("T")
 
 
 class V2Collector(Sweeper):
@@ -51,9 +54,9 @@ class V2Collector(Sweeper):
         self.upload_cutoff = now - options.upload_age
         self.problems: dict[str, Issue] = {}
         self.warnings: list[Issue] = []
-        self.nodes: dict[str, Node | None] = {}
-        self.marked: set[str] = set()
-        self.visited: set[str] = set()  # manifests whose references are marked
+        self.nodes: dict[str, Node | None] = {}  # of the repository being marked
+        self.marked = Marks()  # what is in use
+        self.visited: set[bytes | str] = set()  # keys of manifests whose references are marked
         self.aliases: set[tuple[str, str]] = set()  # (repository, non-sha256 digest)
         self.protected: set[str] = set()
         self.kept_recent = 0
@@ -128,13 +131,46 @@ class V2Collector(Sweeper):
 
     # -- scanning ------------------------------------------------------------------------
     def scan(self, names: list[str]) -> None:
+        """Scan, choose roots and mark one repository after the other; what a repository
+        needed only for that (its manifests, roots, tags, links to marked blobs) is dropped
+        when done (`settle`), so memory grows with the garbage, not with the tree."""
         for name in names:
             state = RepoState(name)
             self.scan_revisions(state)
             self.scan_tags(state)
             self.scan_layers(state)
             self.scan_uploads(state)
+            self.choose_roots(state)
+            self.settle(state, self.mark(state))
+            # what its dropped manifests leave depends on this repository alone: swept now,
+            # in the worker, rather than one repository at a time in the parent at the end
+            state.swept = self.sweep_manifests(state)
+            self.nodes.clear()
             self.repos.append(state)
+
+    def settle(self, state: RepoState, marked: set[bytes | str]) -> None:
+        """Keep of a marked repository what the sweep needs: its dropped revisions, the
+        number of kept ones, its tag folders and uploads, and the layer links that may
+        dangle (a sha256 link to a blob it `marked` never does: what is marked is not
+        swept)."""
+        state.kept_revisions += len(state.revisions) - len(state.dropped)
+        state.revisions = {digest: state.revisions[digest] for digest in state.dropped}
+        if not state.dropped:  # no tag index to look through: the tags are only counted
+            state.other_tags += len(state.tag_folders)
+            state.tag_folders = []
+        state.tags = {}
+        state.pushed = {}
+        state.keep = set()
+        sha256_links = bytearray()
+        others = []
+        for algorithm, name in state.layer_links:
+            link_key = hex_key(algorithm, name)
+            if isinstance(link_key, str):
+                others.append((algorithm, name))
+            elif link_key not in marked:
+                sha256_links += link_key
+        state.layer_links = others
+        state.sha256_links = bytes(sha256_links)
 
     def scan_revisions(self, state: RepoState) -> None:
         base = paths.revisions_dir(state.name)
@@ -207,23 +243,30 @@ class V2Collector(Sweeper):
         state.keep = reach
         state.dropped = sorted(d for d in state.revisions if d not in reach)
 
-    def mark(self, state: RepoState) -> None:
+    def mark(self, state: RepoState) -> set[bytes | str]:
+        """Mark what the repository's kept manifests reach; returns the keys of the blobs
+        marked on the way (not those of manifests another repository marked first)."""
         stack = sorted(state.keep)
-        marked, visited = self.marked, self.visited
+        marks, visited = self.marked, self.visited
+        blobs: set[bytes | str] = set()
         while stack:
             digest = stack.pop()
-            if digest in visited:
+            digest_key = key(digest)
+            if digest_key in visited:
                 continue
-            visited.add(digest)
-            marked.add(digest)
+            visited.add(digest_key)
+            marks.add_key(digest_key)
             node = self.node(digest, f"in {state.name}")
             if node is None:
                 continue
             for blob in node.blobs:
-                marked.add(blob)
+                blob_key = key(blob)
+                marks.add_key(blob_key)
+                blobs.add(blob_key)
                 if not blob.startswith(SHA256):
                     self.aliases.add((state.name, blob))
             stack.extend(node.children)
+        return blobs
 
     def resolve_aliases(self) -> None:
         """A blob referenced by a sha512 digest is stored under its sha256 path."""
@@ -238,16 +281,9 @@ class V2Collector(Sweeper):
         window of a streamed scan: `reader`)."""
         part = self.spawn(reader)
         part.scan(names)
-        for state in part.repos:
-            part.choose_roots(state)
-        for state in part.repos:
-            part.mark(state)
-            # what its dropped manifests leave depends on this repository alone: swept here,
-            # in the worker, rather than one repository at a time in the parent
-            state.swept = part.sweep_manifests(state)
         return MarkPart(
             part.repos,
-            part.marked,
+            part.marked.settle(),
             part.problems,
             part.warnings,
             part.aliases,
@@ -278,15 +314,45 @@ class V2Collector(Sweeper):
         part = self.spawn(reader)
         part.marked, part.protected = self.marked, self.protected
         entries = part.sweep_blobs(fans)
-        return SweepPart(entries, part.kept_recent, part.temps, part.skipped, part.files.foreign)
+        packed = bytearray()  # (key, size) of sha256 blobs: 40 bytes, not 3 objects, each
+        others = []
+        for entry in entries:
+            entry_key = key(entry.id)
+            if isinstance(entry_key, bytes) and entry.path == paths.blob_dir(entry.id):
+                packed += entry_key + entry.size.to_bytes(8, "big")
+            else:
+                others.append(entry)
+        del entries
+        return SweepPart(
+            others, part.kept_recent, part.temps, part.skipped, part.files.foreign, bytes(packed)
+        )
+
+    def take_marks(self, parts: Iterable[MarkPart]) -> None:
+        """Take in the parts' marks and states, each part let go once taken."""
+        for part in drain(parts):
+            self.repos.extend(part.repos)
+            self.marked.update(part.marked)
+            for path, issue in part.problems.items():
+                self.problems.setdefault(path, issue)
+            self.warnings.extend(part.warnings)
+            self.aliases |= part.aliases
+            self.protected |= part.protected
+            self.merge(part)
+            self.absorb(part.outcomes)
+
+    def take_sweeps(self, sweeps: Iterable[SweepPart], blobs: list[GcEntry]) -> None:
+        """Add the sweeps' blob entries to `blobs`, each sweep let go once taken."""
+        for sweep in drain(sweeps):
+            blobs.extend(sweep.blob_entries())
+            self.merge(sweep)
 
     def merge(self, part: MarkPart | SweepPart) -> None:
         self.kept_recent += part.kept_recent
         self.temps.extend(part.temps)
         for path, issue in part.skipped.items():
             self.skipped.setdefault(path, issue)
-        for key, what in part.foreign.items():
-            self.files.note(key, what)
+        for where, what in part.foreign.items():
+            self.files.note(where, what)
 
     def plan(self) -> GcPlan:
         # upload-only folders too: what a first push or an import left when it died
@@ -305,18 +371,10 @@ class V2Collector(Sweeper):
             self.driver = bulk.underneath(self.reader)
             self.files = self.driver.scanner()
             marks = (self.mark_part([r.name for r in repos], reader) for repos, reader in streamed)
-        for part in marks:
-            self.repos.extend(part.repos)
-            self.marked |= part.marked
-            for path, issue in part.problems.items():
-                self.problems.setdefault(path, issue)
-            self.warnings.extend(part.warnings)
-            self.aliases |= part.aliases
-            self.protected |= part.protected
-            self.merge(part)
-            self.absorb(part.outcomes)
+        self.take_marks(marks)
         self.repos.sort(key=lambda state: state.name)
         self.resolve_aliases()
+        self.marked.settle()  # before sweep workers fork: each would merge on its own
         blobs: list[GcEntry] = []
         fans = bulk.blob_windows(self.reader) if streamed is not None else None
         sweeps: Iterable[SweepPart]
@@ -327,14 +385,12 @@ class V2Collector(Sweeper):
                 self.sweep_part([p for p in pairs if p[0] in ALGORITHMS], reader)
                 for pairs, reader in fans
             )
-        for sweep in sweeps:
-            blobs.extend(sweep.entries)
-            self.merge(sweep)
+        self.take_sweeps(sweeps, blobs)
         blobs.sort(key=lambda entry: entry.path)
         doomed = {entry.id for entry in blobs}
         early: list[GcEntry] = []
         late: list[GcEntry] = []
-        for state in self.repos:
+        for state in drain(self.repos):  # each repository's state let go when swept
             early.extend(state.swept)
             early.extend(self.sweep_links(state, doomed))
             uploads = self.sweep_uploads(state)
@@ -378,10 +434,21 @@ class V2Collector(Sweeper):
         )
 
 
+def drain(items: Iterable[T]) -> Iterator[T]:
+    """The items of a list in order, each let go by the list once taken (so what the
+    caller is done with is freed as it goes); any other iterable as it is."""
+    if not isinstance(items, list):
+        yield from items
+        return
+    items.reverse()
+    while items:
+        yield items.pop()
+
+
 @dataclass(frozen=True, slots=True)
 class MarkPart:
     repos: list[RepoState]
-    marked: set[str]
+    marked: Marks
     problems: dict[str, Issue]
     warnings: list[Issue]
     aliases: set[tuple[str, str]]
@@ -395,11 +462,23 @@ class MarkPart:
 
 @dataclass(frozen=True, slots=True)
 class SweepPart:
-    entries: list[GcEntry]
+    entries: list[GcEntry]  # blobs not in `packed`
     kept_recent: int
     temps: list[GcEntry]
     skipped: dict[str, Issue]
     foreign: dict[str, str]
+    packed: bytes = b""  # sha256 blobs: 32-byte digest, 8-byte size (big-endian), each
+
+    def blob_entries(self) -> list[GcEntry]:
+        """Every blob entry (the packed ones in the order they were found, then the rest)."""
+        found = []
+        packed = self.packed
+        for at in range(0, len(packed), 40):
+            digest = f"{SHA256}:{packed[at : at + 32].hex()}"
+            size = int.from_bytes(packed[at + 32 : at + 40], "big")
+            found.append(GcEntry("blob", digest, size, paths.blob_dir(digest)))
+        found.extend(self.entries)
+        return found
 
 
 def plan_v2(reader: V2Reader, options: GcOptions, now: float, exact: bool = False) -> GcPlan:

@@ -9,6 +9,7 @@ in the plan's `skipped`. Temp files of writes that never finished are planned on
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from regtool.layout.v2 import paths
 from regtool.layout.v2.reader import MAX_LINK_BYTES
 from regtool.model.digest import ALGORITHMS
 from regtool.ops.gc import GcEntry
+from regtool.ops.gc_io import HEX, hex_key, key
+from regtool.ops.gc_marks import Marks
 from regtool.storage.driver import StorageDriver, StorageError
 from regtool.storage.scan import Child, Folder, Scan
 
@@ -39,6 +42,20 @@ class RepoState:
     keep: set[str] = field(default_factory=set)  # manifests kept (roots of the mark)
     dropped: list[str] = field(default_factory=list)
     swept: list[GcEntry] = field(default_factory=list)  # its manifests' entries (sweep_manifests)
+    # once marked (`settle`), `revisions` holds the dropped ones only, the others counted
+    # here; and with none dropped, the tag folders are only counted
+    kept_revisions: int = 0
+    other_tags: int = 0
+    # once marked, the sha256 layer links that may dangle, as 32-byte keys (sorted); the
+    # others stay in `layer_links`
+    sha256_links: bytes = b""
+
+
+def fan_number(algorithm: str, fan: str) -> int | None:
+    """The first byte of the sha256 digests a fan folder holds (None for any other)."""
+    if algorithm == SHA256 and len(fan) == 2 and not fan.strip(HEX):
+        return int(fan, 16)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +75,7 @@ class Sweeper:
     cutoff: float | None
     upload_cutoff: float
     kept_recent: int
-    marked: set[str]
+    marked: Marks  # every digest in use
     protected: set[str]
     temps: list[GcEntry]
     skipped: dict[str, Issue]
@@ -125,13 +142,19 @@ class Sweeper:
         entries: list[GcEntry] = []
         marked, protected = self.marked, self.protected
         for algorithm, fan in fans:
+            here = fan_number(algorithm, fan)
+            in_fan = marked.fan(here) if here is not None else set()
             with self.files.folder(f"{paths.BLOBS}/{algorithm}/{fan}") as folder:
                 for hexpart in folder.names:
-                    digest = f"{algorithm}:{hexpart}"
-                    if digest in marked:
+                    blob_key = hex_key(algorithm, hexpart)
+                    if isinstance(blob_key, bytes) and blob_key[0] == here:
+                        if blob_key in in_fan:
+                            continue
+                    elif blob_key in marked:
                         continue
                     if not paths.is_digest_folder(algorithm, hexpart):
                         continue  # not a blob folder: never ours to delete
+                    digest = f"{algorithm}:{hexpart}"
                     if not hexpart.startswith(fan) or digest in protected:
                         continue
                     found = self.blob_entry(digest, folder)
@@ -194,14 +217,17 @@ class Sweeper:
         entries = []
         base = paths.layers_dir(state.name)
         marked, protected = self.marked, self.protected
-        for algorithm, name in state.layer_links:
+        links = state.sha256_links
+        sha256 = ((SHA256, links[at : at + 32].hex()) for at in range(0, len(links), 32))
+        for algorithm, name in itertools.chain(sha256, state.layer_links):  # in name order
             digest = f"{algorithm}:{name}"
-            if digest in marked and algorithm == SHA256 and digest not in doomed:
+            in_use = hex_key(algorithm, name) in marked
+            if in_use and algorithm == SHA256 and digest not in doomed:
                 continue  # the usual case, decided without looking further
             if not paths.is_digest_folder(algorithm, name):
                 continue  # not a link folder: never ours to delete
             if algorithm == SHA256:
-                if digest not in doomed and (digest in marked or not self.gone(digest)):
+                if digest not in doomed and (in_use or not self.gone(digest)):
                     continue
             else:
                 target = self.quiet_link(f"{base}/{algorithm}/{name}/{paths.LINK}")
@@ -225,7 +251,7 @@ class Sweeper:
     def gone(self, digest: str) -> bool:
         """A blob that is neither in use nor stored (its link dangles); a link or anything
         else in its place is not "gone"."""
-        if digest in self.marked or digest in self.protected:
+        if key(digest) in self.marked or digest in self.protected:
             return False
         try:
             return self.files.absent(paths.blob_data(digest))
@@ -285,9 +311,10 @@ class Sweeper:
         return stamp.timestamp()
 
     def sweep_repository(self, state: RepoState, uploads_gone: int) -> GcEntry | None:
-        if state.tag_folders or state.bad_revisions or state.strays:
+        if state.tag_folders or state.other_tags or state.bad_revisions or state.strays:
             return None
-        if len(state.revisions) > len(state.dropped) or len(state.uploads) > uploads_gone:
+        kept = state.kept_revisions + len(state.revisions) - len(state.dropped)
+        if kept or len(state.uploads) > uploads_gone:
             return None
         folder = paths.repository(state.name)
         size = 0

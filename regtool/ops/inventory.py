@@ -6,12 +6,15 @@ its own share of the repositories; they send back compact summaries, not whole i
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import multiprocessing
 import os
+from array import array
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from regtool.layout.reader import Issue, RegistryReader, Repository, Resolved
 from regtool.model.references import Node, node_of, retained
@@ -19,6 +22,7 @@ from regtool.model.references import Node, node_of, retained
 LIBRARY = "library/"
 PARALLEL_MIN_REPOSITORIES = 256
 MAX_WORKERS = 4
+CHUNK_REPOSITORIES = 256  # a worker's results wait whole in the parent: keep them small
 
 
 def short_name(name: str) -> str:
@@ -41,8 +45,19 @@ class Needs:
     platforms: tuple[str, ...]
     created: str | None
     layers: int  # distinct layer blobs, every platform
-    blobs: dict[str, int]  # distinct blobs (configs + layers) -> size
+    blob_ids: tuple[str, ...]  # distinct blobs (configs + layers), see `blobs`
+    # their sizes, 8 bytes each (no int object per blob and manifest); a tuple when one is
+    # past what 8 bytes hold (a hostile manifest)
+    blob_sizes: bytes | tuple[int, ...]
     issues: tuple[Issue, ...]
+
+    @property
+    def blobs(self) -> dict[str, int]:
+        """Distinct blobs (configs + layers) -> size."""
+        sizes = self.blob_sizes
+        if isinstance(sizes, bytes):
+            return dict(zip(self.blob_ids, array("q", sizes), strict=True))
+        return dict(zip(self.blob_ids, sizes, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +82,26 @@ class Inventory:
     layout: str
     repositories: tuple[Repository, ...]
     tags: tuple[TaggedImage, ...]
-    # blob id -> indexes into `tags` of the tags that need it
-    users: dict[str, list[int]] = field(repr=False)
-    # blob id -> repositories whose untagged manifests hold it (a plain gc keeps them)
+    # blob id -> index into `tags` of the one tag that needs it, or the indexes of all of
+    # them when several do (most blobs have one user: no list for them); see `users_of`
+    users: dict[str, int | list[int]] = field(repr=False)
+    # blob id -> repositories whose untagged manifests hold it (a plain gc keeps them), for
+    # the blobs some tag needs
     held: dict[str, set[str]] = field(default_factory=dict, repr=False)
+
+    def users_of(self, blob: str) -> list[int]:
+        """Indexes into `tags` of the tags that need `blob`."""
+        found = self.users.get(blob)
+        if found is None:
+            return []
+        return [found] if isinstance(found, int) else found
 
     def exclusive_to_one_tag(self, blob: str) -> bool:
         """Whether removing the one tag that needs `blob` would let a plain gc free it."""
-        return len(self.users[blob]) == 1 and blob not in self.held
+        return isinstance(self.users.get(blob), int) and blob not in self.held
 
     def labels_using(self, blob: str) -> list[str]:
-        return [self.tags[i].label for i in self.users.get(blob, ())]
+        return [self.tags[i].label for i in self.users_of(blob)]
 
 
 def summarize(resolved: Resolved) -> Needs:
@@ -87,22 +111,53 @@ def summarize(resolved: Resolved) -> Needs:
         platforms=resolved.platforms,
         created=resolved.created,
         layers=len(layer_ids),
-        blobs=resolved.blobs(),
         issues=resolved.issues,
+        **compact(resolved.blobs()),
     )
 
 
-# (repository, tag, digest, issue) per tag, digest -> Needs, and blob -> the repositories
-# whose untagged manifests hold it
-Scan = tuple[list[tuple[str, str, str | None, Issue | None]], dict[str, Needs], dict[str, set[str]]]
+def compact(blobs: dict[str, int]) -> dict[str, Any]:
+    """`Needs` fields for the blobs -> size mapping `blobs`."""
+    sizes: bytes | tuple[int, ...]
+    try:
+        sizes = array("q", blobs.values()).tobytes()
+    except OverflowError:
+        sizes = tuple(blobs.values())
+    return {"blob_ids": tuple(blobs), "blob_sizes": sizes}
 
 
-def _scan(reader: RegistryReader, names: list[str]) -> Scan:
+# blob -> the repository whose untagged manifests hold it, or the set of them when several
+# do (most such blobs are held by one: no set for them)
+Held = dict[str, str | set[str]]
+# (repository, tag, digest, issue) per tag, digest -> Needs, and what untagged manifests hold
+Scan = tuple[list[tuple[str, str, str | None, Issue | None]], dict[str, Needs], Held]
+
+
+def _hold(held: Held, blob: str, holders: str | set[str]) -> None:
+    found = held.get(blob)
+    if found is None:
+        held[blob] = holders if isinstance(holders, str) else set(holders)
+    elif isinstance(found, str):
+        if found != holders:
+            held[blob] = {found} | ({holders} if isinstance(holders, str) else holders)
+    elif isinstance(holders, str):
+        found.add(holders)
+    else:
+        found.update(holders)
+
+
+def _scan(reader: RegistryReader, names: list[str], intern: _Interned | None = None) -> Scan:
     """Tags of `names`, the needs of every digest they point to, and the blobs their
-    repositories' untagged manifests hold."""
+    repositories' untagged manifests hold.
+
+    What the reader parsed for a repository is dropped when done with it, and every blob
+    digest is kept once (`_Interned`): memory grows with the distinct blobs, not with the
+    manifests read."""
     tags: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
-    held: dict[str, set[str]] = {}
+    held: Held = {}
+    intern = _Interned() if intern is None else intern
+    forget = getattr(reader, "forget", None)
     for name in names:
         roots = []
         for link in reader.tags(name):
@@ -111,11 +166,28 @@ def _scan(reader: RegistryReader, names: list[str]) -> Scan:
                 roots.append(link.digest)
                 if link.digest not in needs:
                     resolved = reader.resolve(name, link.digest, detail=False)
-                    needs[link.digest] = summarize(resolved)
+                    needs[link.digest] = intern.needs(summarize(resolved))
         for digest in _untagged(reader, name, roots):
-            for blob in summarize(reader.resolve(name, digest, detail=False)).blobs:
-                held.setdefault(blob, set()).add(name)
+            for blob in summarize(reader.resolve(name, digest, detail=False)).blob_ids:
+                _hold(held, intern(blob), name)
+        if forget is not None:
+            forget()
     return tags, needs, held
+
+
+class _Interned(dict[str, str]):
+    """One string object per distinct digest (manifests name the same blobs many times;
+    each parsed or unpickled copy would otherwise be kept)."""
+
+    def __call__(self, digest: str) -> str:
+        return self.setdefault(digest, digest)
+
+    def needs(self, needs: Needs) -> Needs:
+        blob_ids = tuple(self.setdefault(blob, blob) for blob in needs.blob_ids)
+        media_type = needs.media_type
+        if media_type is not None:
+            media_type = self.setdefault(media_type, media_type)
+        return dataclasses.replace(needs, media_type=media_type, blob_ids=blob_ids)
 
 
 def _untagged(reader: RegistryReader, name: str, roots: list[str]) -> list[str]:
@@ -138,9 +210,7 @@ def _untagged(reader: RegistryReader, name: str, roots: list[str]) -> list[str]:
 _WORKER_READER: RegistryReader | None = None
 
 
-def _scan_in_worker(
-    names: list[str],
-) -> tuple[list[tuple], dict[str, tuple], dict[str, set[str]]]:
+def _scan_in_worker(names: list[str]) -> tuple[list[tuple], dict[str, tuple], Held]:
     """A worker's share, as plain tuples: they pickle several times faster than dataclasses."""
     assert _WORKER_READER is not None
     tags, needs, held = _scan(_WORKER_READER, names)
@@ -153,7 +223,8 @@ def _as_tuple(needs: Needs) -> tuple:
         needs.platforms,
         needs.created,
         needs.layers,
-        needs.blobs,
+        needs.blob_ids,
+        needs.blob_sizes,
         needs.issues,
     )
 
@@ -161,20 +232,21 @@ def _as_tuple(needs: Needs) -> tuple:
 def _parallel_scan(reader: RegistryReader, names: list[str], workers: int) -> Scan:
     global _WORKER_READER
     _WORKER_READER = reader
-    size = max(1, len(names) // (workers * 4))
+    size = max(1, min(CHUNK_REPOSITORIES, len(names) // (workers * 4)))
     chunks = [names[i : i + size] for i in range(0, len(names), size)]
     tags: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
-    held: dict[str, set[str]] = {}
+    held: Held = {}
+    intern = _Interned()
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for chunk_tags, chunk_needs, chunk_held in pool.map(_scan_in_worker, chunks):
                 tags.extend(chunk_tags)
                 for blob, holders in chunk_held.items():
-                    held.setdefault(blob, set()).update(holders)
+                    _hold(held, intern(blob), holders)
                 for digest, fields in chunk_needs.items():
-                    needs[digest] = Needs(*fields)
+                    needs[digest] = intern.needs(Needs(*fields))
     finally:
         _WORKER_READER = None
     return tags, needs, held
@@ -186,20 +258,21 @@ def _streamed_scan(
     tuple[Repository, ...],
     list[tuple[str, str, str | None, Issue | None]],
     dict[str, Needs],
-    dict[str, set[str]],
+    Held,
 ]:
     """Each window's repositories scanned with the window's own reader, in name order at
     the end (windows come in key order: `a/0b` lists before `a`)."""
     repositories: list[Repository] = []
     scanned: list[tuple[str, str, str | None, Issue | None]] = []
     needs: dict[str, Needs] = {}
-    held: dict[str, set[str]] = {}
+    held: Held = {}
+    intern = _Interned()
     for repos, reader in windows:
         repositories.extend(repos)
-        tags, found, holding = _scan(reader, [repo.name for repo in repos])
+        tags, found, holding = _scan(reader, [repo.name for repo in repos], intern)
         scanned.extend(tags)
         for blob, holders in holding.items():
-            held.setdefault(blob, set()).update(holders)
+            _hold(held, blob, holders)
         for digest, need in found.items():
             needs.setdefault(digest, need)
     repositories.sort(key=lambda repo: repo.name)
@@ -230,7 +303,7 @@ def take_inventory(reader: RegistryReader) -> Inventory:
         else:
             scanned, needs, held = _scan(reader, names)
     tagged: list[TaggedImage] = []
-    users: dict[str, list[int]] = {}
+    users: dict[str, int | list[int]] = {}
     for repository, tag, digest, issue in scanned:
         known = needs.get(digest) if digest is not None else None
         if known is None:
@@ -238,9 +311,18 @@ def take_inventory(reader: RegistryReader) -> Inventory:
             continue
         index = len(tagged)
         tagged.append(TaggedImage(repository, tag, digest, known, known.issues))
-        for blob in known.blobs:
-            if blob in users:
-                users[blob].append(index)
+        for blob in known.blob_ids:
+            found = users.get(blob)
+            if found is None:
+                users[blob] = index
+            elif isinstance(found, int):
+                users[blob] = [found, index]
             else:
-                users[blob] = [index]
-    return Inventory(reader.layout, repositories, tuple(tagged), users, held)
+                found.append(index)
+    kept = {  # only what some tag needs too matters (see Inventory.held)
+        blob: {holders} if isinstance(holders, str) else holders
+        for blob, holders in held.items()
+        if blob in users
+    }
+    del held
+    return Inventory(reader.layout, repositories, tuple(tagged), users, kept)

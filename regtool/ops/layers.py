@@ -62,7 +62,6 @@ def image_layers(
             hint="regtool verify reports every damaged file; push the image again to repair it",
         )
     image = _pick(resolved.images, resolved.is_index, platform)
-    users = inventory.users
     # the image's own tags (REPO:TAG or REPO@DIGEST alike) share nothing with it: they are it
     own = {
         i
@@ -74,7 +73,7 @@ def image_layers(
         others = sorted(
             {
                 inventory.tags[i].label
-                for i in users.get(layer.id, ())
+                for i in inventory.users_of(layer.id)
                 if i not in own and inventory.tags[i].label != target.label
             }
         )

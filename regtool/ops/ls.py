@@ -68,11 +68,26 @@ def tag_rows_with_totals(
 ) -> tuple[tuple[TagRow, ...], Totals]:
     """The rows and totals of list_tags_with_totals, from an inventory already taken."""
     rows = tag_rows(inventory, pattern)
-    blobs: dict[str, int] = {}
-    for tagged in inventory.tags:
-        if matches(tagged.repository, pattern):
-            blobs.update(tagged.blobs)
-    return rows, Totals(len(blobs), sum(blobs.values()), sum(row.exclusive for row in rows))
+    # each blob counted once, at the size the last listed tag naming it gives (descriptors
+    # may disagree): `users` says which tag that is, without a set of every blob
+    listed = [matches(tagged.repository, pattern) for tagged in inventory.tags]
+    last_of: dict[str, int] = {}  # blobs several tags need -> the last listed one
+    count = size = 0
+    for index, tagged in enumerate(inventory.tags):
+        if not listed[index]:
+            continue
+        for blob, blob_size in tagged.blobs.items():
+            users = inventory.users[blob]
+            if isinstance(users, list):
+                last = last_of.get(blob)
+                if last is None:
+                    last = last_of[blob] = max(i for i in users if listed[i])
+            else:
+                last = users
+            if last == index:
+                count += 1
+                size += blob_size
+    return rows, Totals(count, size, sum(row.exclusive for row in rows))
 
 
 def tag_rows(inventory: Inventory, pattern: str | None = None) -> tuple[TagRow, ...]:

@@ -151,7 +151,7 @@ def _report_problems(plan: GcPlan) -> None:
 def _contract(plan: GcPlan) -> dict[str, object]:
     """The documented JSON shape: {"delete": [{kind, id, size, path}], "bytes": N,
     "skipped": [{path, reason}]} (skipped: what gc found and leaves alone)."""
-    rows = [{"kind": e.kind, "id": e.id, "size": e.size, "path": e.path} for e in plan.delete]
+    rows = plan.delete  # GcEntry's fields are kind, id, size, path: written as they are
     left = plan.skipped + (plan.problems if plan.forced else ())
     skipped = [{"path": issue.path, "reason": issue.message} for issue in left]
     return {"delete": rows, "bytes": plan.bytes, "skipped": skipped}

@@ -167,6 +167,15 @@ class V2Reader(ForeignNotes):
     def has_manifest(self, repository: str, digest: str) -> bool:
         return self.driver.exists(paths.revision_link(repository, digest))
 
+    def forget(self) -> None:
+        """Drop the manifests and configs read so far: a scan of the whole tree calls it
+        when done with a repository, so its memory does not grow with the tree. A bulk view
+        of an object store keeps them (its reads were batched in advance)."""
+        if getattr(self.driver, "prefetch", None) is None:
+            self._manifests.clear()
+            self._configs.clear()
+            self._children.clear()
+
     # -- manifests -----------------------------------------------------------------------
     def manifest(self, digest: str) -> Manifest | Issue:
         """The parsed manifest stored under `digest`, or the issue that prevents it."""
