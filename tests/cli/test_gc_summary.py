@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +12,8 @@ import pytest
 from regtool.cli.entry_summary import repository_of
 from regtool.layout.v2 import paths as v2paths
 from regtool.ops.gc import GcEntry
-from tests.support.bombs import REPO_ROOT
+from tests.support.process import run_cli
 
-ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200"}
 ORPHAN = b"an orphan blob for the summary"
 ORPHAN_DIGEST = "sha256:" + hashlib.sha256(ORPHAN).hexdigest()
 POLICY = """\
@@ -29,15 +26,7 @@ policies:
 
 
 def regtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "regtool", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=ENV,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(*args, columns=200)
 
 
 def table(stdout: str) -> list[list[str]]:

@@ -4,28 +4,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from regtool.layout.v2 import paths as v2paths
-from tests.support.bombs import REPO_ROOT
-
-ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "250"}
+from tests.support.process import run_cli
 
 
 def regtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "regtool", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=ENV,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(*args, columns=250)
 
 
 def _alias(root: Path, repository: str, tag: str, alias: str) -> str:
