@@ -36,6 +36,16 @@ FormatOpt = Annotated[
     typer.Option("--format", "-f", help="Output format.", case_sensitive=False),
 ]
 
+SummaryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--summary",
+        "-s",
+        help="Table output: one line per repository (entries, size), blobs on a line of "
+        "their own, and the total, instead of every entry (json/yaml: unchanged).",
+    ),
+]
+
 
 def reader_for(root: Path | None, config: Path | None, *, bulk: bool = True) -> RegistryReader:
     """A read-only reader; `bulk=False` for commands that read a few images, not all."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from regtool.layout import journal
 from regtool.layout.reader import RegistryReader, TagLink
@@ -55,7 +56,7 @@ class RepoRow:
     kept_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: `delete` is computed once, on first use
 class PrunePlan:
     layout: str
     sweep: GcPlan  # gc's plan after the removals (manifests, links, blobs, ...)
@@ -64,7 +65,7 @@ class PrunePlan:
     keep: tuple[Kept, ...]
     repos: tuple[RepoRow, ...]
 
-    @property
+    @cached_property
     def delete(self) -> tuple[GcEntry, ...]:
         return ordered(self.tags + self.sweep.delete)
 

@@ -13,7 +13,7 @@ from regtool.cli import progress
 from regtool.cli.confirm import confirm
 from regtool.cli.entry_summary import summary_grid
 from regtool.cli.errors import ExitCode, friendly_errors
-from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, SummaryOpt
 from regtool.cli.output import Format
 from regtool.layout.detect import load_config
 from regtool.layout.store import open_storage
@@ -61,15 +61,7 @@ def gc(
             "gc or rm) instead of failing at once (0, 30s, 10m).",
         ),
     ] = "0",
-    summary: Annotated[
-        bool,
-        typer.Option(
-            "--summary",
-            "-s",
-            help="Table output: one line per repository (entries, size), blobs on a line "
-            "of their own, and the total, instead of every entry (json/yaml: unchanged).",
-        ),
-    ] = False,
+    summary: SummaryOpt = False,
     root: RootOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,

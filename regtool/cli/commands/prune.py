@@ -13,7 +13,7 @@ from regtool.cli.commands.gc import _after_sweep, _report_problems
 from regtool.cli.confirm import confirm
 from regtool.cli.entry_summary import summary_grid
 from regtool.cli.errors import friendly_errors
-from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt
+from regtool.cli.options import ConfigOpt, FormatOpt, RootOpt, SummaryOpt
 from regtool.cli.output import Format
 from regtool.layout.store import open_storage
 from regtool.model.duration import parse_duration
@@ -45,15 +45,7 @@ def prune(
     upload_age: Annotated[
         str, typer.Option("--upload-age", help="Remove uploads untouched for this long (v2).")
     ] = "24h",
-    summary: Annotated[
-        bool,
-        typer.Option(
-            "--summary",
-            "-s",
-            help="Table output: what is deleted per repository (entries, size), blobs on a "
-            "line of their own, and the total, as gc --summary (json/yaml: unchanged).",
-        ),
-    ] = False,
+    summary: SummaryOpt = False,
     root: RootOpt = None,
     config: ConfigOpt = None,
     fmt: FormatOpt = Format.table,
@@ -152,13 +144,12 @@ def _finish(
 def contract(plan: PrunePlan, moved: tuple[str, ...] = ()) -> dict[str, object]:
     """gc's JSON shape plus `keep`: {"delete": [{kind, id, size, path}], "bytes": N,
     "keep": [{id, rule}], "skipped": [{path, reason}]} (and `moved` after a real run)."""
-    delete = plan.delete  # sorted on each access: once here
-    rows = [{"kind": e.kind, "id": e.id, "size": e.size, "path": e.path} for e in delete]
+    rows = [{"kind": e.kind, "id": e.id, "size": e.size, "path": e.path} for e in plan.delete]
     sweep = plan.sweep
     left = sweep.skipped + (sweep.problems if sweep.forced else ())
     doc: dict[str, object] = {
         "delete": rows,
-        "bytes": sum(entry.size for entry in delete),
+        "bytes": plan.bytes,
         "keep": [{"id": kept.id, "rule": kept.rule} for kept in plan.keep],
         "skipped": [{"path": issue.path, "reason": issue.message} for issue in left],
     }
